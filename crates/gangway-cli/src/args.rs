@@ -92,6 +92,16 @@ pub struct Cli {
     #[arg(long, value_name = "N")]
     pub pool_size: Option<usize>,
 
+    /// Check the upstream instead of running the bridge: which schemes it
+    /// offers, and whether the configured credentials are accepted (tried
+    /// exactly once). Exits 0 when the bridge would work.
+    #[arg(long)]
+    pub probe: bool,
+
+    /// URL the probe requests through the upstream.
+    #[arg(long, value_name = "URL", default_value = gangway_engine::probe::DEFAULT_PROBE_URL)]
+    pub probe_url: String,
+
     /// More log output (-v debug, -vv trace). GANGWAY_LOG takes a tracing filter.
     #[arg(long, short = 'v', action = clap::ArgAction::Count)]
     pub verbose: u8,

@@ -50,6 +50,9 @@ async fn run(cli: Cli) -> Result<()> {
         .clone()
         .validate(password.clone())
         .context("invalid settings")?;
+    if cli.probe {
+        return run_probe(&settings, &cli.probe_url).await;
+    }
     let (bridge, control) = Bridge::bind(settings.clone()).await?;
     let shown = match &settings.upstream {
         Some(up) => up.describe(),
@@ -62,6 +65,19 @@ async fn run(cli: Cli) -> Result<()> {
     bridge.run().await;
     tracing::info!("gangway stopped");
     Ok(())
+}
+
+async fn run_probe(settings: &gangway_engine::Settings, url: &str) -> Result<()> {
+    let Some(upstream) = &settings.upstream else {
+        anyhow::bail!("--probe needs an upstream (--proxy http://host:port)");
+    };
+    let report = gangway_engine::probe::probe(upstream, &settings.timeouts, url).await;
+    println!("{report}");
+    if report.ok() {
+        Ok(())
+    } else {
+        std::process::exit(1)
+    }
 }
 
 fn load_file(cli: &Cli) -> Result<SettingsFile> {

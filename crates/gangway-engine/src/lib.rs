@@ -37,6 +37,7 @@ mod forward;
 pub mod headers;
 pub mod net;
 mod pages;
+pub mod probe;
 mod router;
 pub mod server;
 pub mod settings;

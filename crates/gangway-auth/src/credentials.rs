@@ -72,7 +72,10 @@ mod tests {
         let c = creds("CORP\\bob", None);
         assert_eq!((c.domain.as_str(), c.user.as_str()), ("CORP", "bob"));
         let c = creds("bob@corp.example", None);
-        assert_eq!((c.domain.as_str(), c.user.as_str()), ("corp.example", "bob"));
+        assert_eq!(
+            (c.domain.as_str(), c.user.as_str()),
+            ("corp.example", "bob")
+        );
         let c = creds("bob", None);
         assert_eq!((c.domain.as_str(), c.user.as_str()), ("", "bob"));
         assert_eq!(c.display_name(), "bob");

@@ -4,12 +4,12 @@
 //! test vectors.
 //!
 //! # Layout
-//! - [`secret`]: the [`Password`](secret::Password) type: zeroized on drop,
+//! - [`secret`]: the [`Password`] type: zeroized on drop,
 //!   never printed.
 //! - [`credentials`]: user, domain and password, with the `DOMAIN\user` and
 //!   `user@domain` forms split once.
 //! - [`challenge`]: parses `Proxy-Authenticate` lists (RFC 7235 §4.1) into
-//!   [`Challenge`](challenge::Challenge)s and picks the strongest offer.
+//!   [`Challenge`]s and picks the strongest offer.
 //! - [`basic`]: RFC 7617, UTF-8.
 //! - [`digest`]: RFC 7616 (MD5, MD5-sess, SHA-256, SHA-256-sess; qop=auth or
 //!   none), one [`DigestSession`](digest::DigestSession) per server nonce.
@@ -36,7 +36,10 @@ pub use secret::Password;
 pub enum AuthError {
     /// The server's challenge is missing a parameter the scheme needs.
     #[error("{scheme} challenge is missing `{param}`")]
-    MissingParam { scheme: &'static str, param: &'static str },
+    MissingParam {
+        scheme: &'static str,
+        param: &'static str,
+    },
     /// The server asked for something this implementation does not do.
     #[error("{scheme} challenge asks for unsupported {what} `{value}`")]
     Unsupported {
@@ -46,5 +49,8 @@ pub enum AuthError {
     },
     /// The challenge could not be decoded.
     #[error("malformed {scheme} challenge: {reason}")]
-    Malformed { scheme: &'static str, reason: String },
+    Malformed {
+        scheme: &'static str,
+        reason: String,
+    },
 }

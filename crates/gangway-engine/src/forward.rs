@@ -72,7 +72,7 @@ async fn forward(
     engine.via.append(&mut head.headers, head.version);
 
     let (up_counter, down_counter) = rec.counters();
-    let payload = payload(body, up_counter).await?;
+    let payload = payload(body, up_counter, routing.settings.timeouts.idle).await?;
 
     let upstream = upstream_for(routing, &host).cloned();
     let timeouts = routing.settings.timeouts;
@@ -155,15 +155,24 @@ impl Relay {
 
 /// Small bodies are read into memory (so a 407 can be answered by sending
 /// them again); larger or unsized ones stream through exactly once.
-async fn payload(body: Incoming, up: Arc<AtomicU64>) -> Result<Payload, ProxyError> {
+async fn payload(
+    body: Incoming,
+    up: Arc<AtomicU64>,
+    timeout: std::time::Duration,
+) -> Result<Payload, ProxyError> {
     if body.is_end_stream() {
         return Ok(Payload::None);
     }
     match body.size_hint().exact() {
         Some(n) if n <= REPLAY_LIMIT => {
-            let bytes = body
-                .collect()
+            let bytes = tokio::time::timeout(timeout, body.collect())
                 .await
+                .map_err(|_| {
+                    ProxyError::BadRequest(format!(
+                        "the client did not send its {n}-byte request body within {}s",
+                        timeout.as_secs()
+                    ))
+                })?
                 .map_err(|e| {
                     ProxyError::BadRequest(format!("reading the request body failed: {e}"))
                 })?

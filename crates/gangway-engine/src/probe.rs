@@ -25,14 +25,24 @@ pub const DEFAULT_PROBE_URL: &str = "http://example.com/";
 pub enum Verdict {
     /// The upstream let an unauthenticated request through.
     NoAuthNeeded,
-    Accepted { scheme: String, user: String },
-    Rejected { scheme: String, user: String },
+    Accepted {
+        scheme: String,
+        user: String,
+    },
+    Rejected {
+        scheme: String,
+        user: String,
+    },
     /// Authentication is required but no credentials are configured.
     NeedsCredentials,
     /// The upstream offers only schemes Gangway cannot do (e.g. Negotiate).
     Unsupported,
-    Unreachable { reason: String },
-    Failed { reason: String },
+    Unreachable {
+        reason: String,
+    },
+    Failed {
+        reason: String,
+    },
 }
 
 #[derive(Clone, Debug, Serialize, PartialEq, Eq)]
@@ -46,7 +56,10 @@ pub struct ProbeReport {
 impl ProbeReport {
     /// True when the bridge will work with these settings.
     pub fn ok(&self) -> bool {
-        matches!(self.verdict, Verdict::NoAuthNeeded | Verdict::Accepted { .. })
+        matches!(
+            self.verdict,
+            Verdict::NoAuthNeeded | Verdict::Accepted { .. }
+        )
     }
 }
 
@@ -58,10 +71,16 @@ impl fmt::Display for ProbeReport {
             self.offered.join(", ")
         };
         match &self.verdict {
-            Verdict::NoAuthNeeded => write!(f, "{}: reachable, no authentication needed", self.upstream),
+            Verdict::NoAuthNeeded => {
+                write!(f, "{}: reachable, no authentication needed", self.upstream)
+            }
             Verdict::Accepted { scheme, user } => {
                 let scheme = if scheme == "NTLM" { "NTLMv2" } else { scheme };
-                write!(f, "{}: {scheme} as {user}: accepted (offers {offered})", self.upstream)
+                write!(
+                    f,
+                    "{}: {scheme} as {user}: accepted (offers {offered})",
+                    self.upstream
+                )
             }
             Verdict::Rejected { scheme, user } => write!(
                 f,
@@ -78,7 +97,9 @@ impl fmt::Display for ProbeReport {
                 "{}: offers only {offered}, which Gangway cannot do with these settings",
                 self.upstream
             ),
-            Verdict::Unreachable { reason } => write!(f, "{}: upstream unreachable: {reason}", self.upstream),
+            Verdict::Unreachable { reason } => {
+                write!(f, "{}: upstream unreachable: {reason}", self.upstream)
+            }
             Verdict::Failed { reason } => write!(f, "{}: probe failed: {reason}", self.upstream),
         }
     }
@@ -102,7 +123,10 @@ pub async fn probe(upstream: &UpstreamSettings, timeouts: &Timeouts, url: &str) 
         .method(Method::HEAD)
         .uri(url)
         .header(header::HOST, host_of(url))
-        .header(header::USER_AGENT, concat!("gangway-probe/", env!("CARGO_PKG_VERSION")))
+        .header(
+            header::USER_AGENT,
+            concat!("gangway-probe/", env!("CARGO_PKG_VERSION")),
+        )
         .body(())
     {
         Ok(r) => r.into_parts().0,
@@ -152,7 +176,14 @@ pub async fn probe(upstream: &UpstreamSettings, timeouts: &Timeouts, url: &str) 
     // 2. One authenticated exchange, exactly as the bridge would do it.
     let user = creds.display_name();
     report.verdict = match connector
-        .exchange(&up.link, Some(&up.auth), &head, Payload::None, url, timeouts)
+        .exchange(
+            &up.link,
+            Some(&up.auth),
+            &head,
+            Payload::None,
+            url,
+            timeouts,
+        )
         .await
     {
         Ok(ex) => Verdict::Accepted {

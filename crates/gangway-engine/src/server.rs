@@ -34,7 +34,10 @@ pub(crate) struct Engine {
     pub listen: SocketAddr,
     /// Tunnels and other work that outlives a request; drained on shutdown.
     pub tasks: TaskTracker,
+    /// Stop accepting and finish what is in flight.
     pub shutdown: CancellationToken,
+    /// The drain time is over: close tunnels that are still open.
+    pub force_close: CancellationToken,
 }
 
 /// The settings in force and the upstream built from them. Swapped whole
@@ -108,6 +111,7 @@ impl Bridge {
             listen,
             tasks: TaskTracker::new(),
             shutdown: CancellationToken::new(),
+            force_close: CancellationToken::new(),
         });
         Ok((
             Bridge {
@@ -168,6 +172,9 @@ impl Bridge {
                 connections.len() + engine.tasks.len(),
                 drain.as_secs()
             );
+            engine.force_close.cancel();
+            // Tunnels record their events as they close; give them a moment.
+            let _ = tokio::time::timeout(Duration::from_millis(500), engine.tasks.wait()).await;
         }
     }
 }

@@ -61,7 +61,7 @@ pub(crate) async fn handle(
     engine.stats.tunnels.fetch_add(1, Relaxed);
     let tunnel_engine = engine.clone();
     engine.tasks.spawn(async move {
-        let shutdown = tunnel_engine.shutdown.clone();
+        let force_close = tunnel_engine.force_close.clone();
         match hyper::upgrade::on(req).await {
             Ok(upgraded) => {
                 tunnel_engine.stats.tunnels_open.fetch_add(1, Relaxed);
@@ -69,7 +69,7 @@ pub(crate) async fn handle(
                 let client_io = TokioIo::new(upgraded);
                 tokio::select! {
                     _ = relay(client_io, far, &mut rec) => {}
-                    _ = shutdown.cancelled() => {
+                    _ = force_close.cancelled() => {
                         rec.set_error("closed by bridge shutdown");
                     }
                 }

@@ -239,26 +239,28 @@ impl Control {
     /// once; requests and tunnels in flight finish on the old ones. Pooled
     /// upstream connections are closed when the upstream or credentials changed.
     pub fn apply(&self, settings: Settings) -> Result<(), EngineError> {
+        if settings.listen.port() != 0 && settings.listen != self.engine.listen {
+            return Err(EngineError::ListenChanged {
+                from: self.engine.listen,
+                to: settings.listen,
+            });
+        }
         let current = self.engine.routing();
-        if settings.listen != current.settings.listen && settings.listen.port() != 0 {
-            let same_port = settings.listen.port() == self.engine.listen.port()
-                && settings.listen.ip() == self.engine.listen.ip();
-            if !same_port {
-                return Err(EngineError::ListenChanged {
-                    from: self.engine.listen,
-                    to: settings.listen,
-                });
+        // Same upstream and credentials: keep its pool and what it learned,
+        // including a rejection (a bypass-list edit is no reason to retry).
+        let upstream = match (&current.upstream, &settings.upstream) {
+            (Some(cur), Some(new)) if cur.settings.same_as(new) => Some(cur.clone()),
+            (_, new) => {
+                self.engine.connector.pool.clear();
+                new.clone()
+                    .map(|up| Arc::new(Upstream::new(up, self.engine.stats.clone())))
             }
-        }
-        let routing = Routing::new(settings, &self.engine.stats);
-        self.engine.connector.pool.clear();
+        };
+        let described = settings.describe();
         if let Ok(mut r) = self.engine.routing.write() {
-            *r = Arc::new(routing);
+            *r = Arc::new(Routing { settings, upstream });
         }
-        tracing::info!(
-            "settings applied: {}",
-            self.engine.routing().settings.describe()
-        );
+        tracing::info!("settings applied: {described}");
         Ok(())
     }
 

@@ -312,6 +312,14 @@ impl UpstreamSettings {
         }
     }
 
+    /// Same peer, scheme and credentials (the password compared too).
+    pub fn same_as(&self, other: &UpstreamSettings) -> bool {
+        self.host == other.host
+            && self.port == other.port
+            && self.proxy_type == other.proxy_type
+            && self.credentials == other.credentials
+    }
+
     /// `http://proxy:8080 (ntlm as CORP\bob)`.
     pub fn describe(&self) -> String {
         match &self.credentials {

@@ -436,3 +436,150 @@ fn describe_offers(offers: &[Challenge]) -> String {
     }
     names.join(", ")
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use gangway_auth::Password;
+    use http::HeaderValue;
+    use std::sync::Arc;
+
+    fn state(t: ProxyType) -> AuthState {
+        let creds = Credentials::new("alice", None, Password::from("pw"), "WS");
+        AuthState::new(
+            t,
+            Some(creds),
+            CredentialGate::new(Arc::default()),
+            "proxy:3128".into(),
+        )
+    }
+
+    fn challenge(values: &[&str]) -> HeaderMap {
+        let mut h = HeaderMap::new();
+        for v in values {
+            h.append(
+                header::PROXY_AUTHENTICATE,
+                HeaderValue::from_str(v).expect("value"),
+            );
+        }
+        h
+    }
+
+    const DENIED: StatusCode = StatusCode::PROXY_AUTHENTICATION_REQUIRED;
+
+    async fn leg(s: &AuthState, a: &mut Attempt) -> Leg {
+        s.next_leg(a, false, "GET", "http://example.com/", false)
+            .await
+            .expect("leg")
+    }
+
+    #[tokio::test]
+    async fn basic_learns_then_goes_preemptive_and_stops_after_rejection() {
+        let s = state(ProxyType::Basic);
+        let mut a = Attempt::default();
+        assert!(matches!(leg(&s, &mut a).await, Leg::Plain { probe: false }));
+        let v = s.on_response(&mut a, DENIED, &challenge(&["Basic realm=\"x\""]));
+        assert_eq!(
+            v.expect("again"),
+            Verdict::Again {
+                same_connection: false
+            }
+        );
+        let l = leg(&s, &mut a).await;
+        assert_eq!(l.header(), Some("Basic YWxpY2U6cHc="));
+        assert_eq!(
+            s.on_response(&mut a, StatusCode::OK, &HeaderMap::new())
+                .expect("done"),
+            Verdict::Done
+        );
+
+        // Next request: credentials up front, no 407 round trip.
+        let mut b = Attempt::default();
+        assert!(leg(&s, &mut b).await.header().is_some());
+        let err = s
+            .on_response(&mut b, DENIED, &challenge(&["Basic realm=\"x\""]))
+            .expect_err("rejected");
+        assert!(matches!(err, ProxyError::CredentialsRejected { .. }));
+        // Every later request is refused without touching the upstream.
+        let mut c = Attempt::default();
+        let err = s
+            .next_leg(&mut c, false, "GET", "http://example.com/", false)
+            .await
+            .err();
+        assert!(matches!(err, Some(ProxyError::CredentialsRejected { .. })));
+        assert_eq!(s.gate.failures(), 1);
+    }
+
+    #[tokio::test]
+    async fn digest_retries_a_stale_nonce_once() {
+        let s = state(ProxyType::Digest);
+        let mut a = Attempt::default();
+        leg(&s, &mut a).await;
+        let first = challenge(&["Digest realm=\"r\", nonce=\"n1\", qop=\"auth\""]);
+        assert!(s.on_response(&mut a, DENIED, &first).is_ok());
+        assert!(leg(&s, &mut a)
+            .await
+            .header()
+            .is_some_and(|h| h.contains("nonce=\"n1\"")));
+        let stale = challenge(&["Digest realm=\"r\", nonce=\"n2\", qop=\"auth\", stale=true"]);
+        assert_eq!(
+            s.on_response(&mut a, DENIED, &stale)
+                .expect("stale is not a rejection"),
+            Verdict::Again {
+                same_connection: false
+            }
+        );
+        assert!(leg(&s, &mut a)
+            .await
+            .header()
+            .is_some_and(|h| h.contains("nonce=\"n2\"")));
+        // A second stale in the same request means the password is wrong.
+        let stale3 = challenge(&["Digest realm=\"r\", nonce=\"n3\", qop=\"auth\", stale=true"]);
+        assert!(matches!(
+            s.on_response(&mut a, DENIED, &stale3),
+            Err(ProxyError::CredentialsRejected { .. })
+        ));
+    }
+
+    #[tokio::test]
+    async fn ntlm_starts_with_type1_and_needs_the_same_connection() {
+        let s = state(ProxyType::Ntlm);
+        let mut a = Attempt::default();
+        let l = leg(&s, &mut a).await;
+        assert!(matches!(l, Leg::NtlmNegotiate { .. }));
+        assert!(!l.carries_body());
+        let no_token = s.on_response(&mut a, DENIED, &challenge(&["NTLM"]));
+        assert!(matches!(no_token, Err(ProxyError::AuthFailed { .. })));
+    }
+
+    #[tokio::test]
+    async fn auto_picks_the_strongest_and_unsupported_is_named() {
+        let s = state(ProxyType::Auto);
+        let mut a = Attempt::default();
+        leg(&s, &mut a).await;
+        let offers = challenge(&["Basic realm=\"x\"", "NTLM", "Negotiate"]);
+        assert!(s.on_response(&mut a, DENIED, &offers).is_ok());
+        assert_eq!(s.scheme(), Some(Scheme::Ntlm));
+
+        let s = state(ProxyType::Auto);
+        let mut a = Attempt::default();
+        leg(&s, &mut a).await;
+        match s.on_response(&mut a, DENIED, &challenge(&["Negotiate", "Kerberos"])) {
+            Err(ProxyError::AuthUnsupported { offered, .. }) => {
+                assert_eq!(offered, "Negotiate, Kerberos")
+            }
+            other => panic!("expected unsupported, got {other:?}"),
+        }
+    }
+
+    #[tokio::test]
+    async fn streaming_bodies_probe_with_head_first() {
+        let s = state(ProxyType::Basic);
+        let mut a = Attempt::default();
+        let l = s
+            .next_leg(&mut a, false, "POST", "http://example.com/", true)
+            .await
+            .expect("leg");
+        assert!(l.is_probe() && !l.carries_body());
+    }
+}

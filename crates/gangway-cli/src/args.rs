@@ -62,7 +62,8 @@ pub struct Cli {
     #[arg(long)]
     pub gateway: bool,
 
-    /// Client networks allowed in gateway mode, comma-separated CIDRs.
+    /// Client networks allowed in gateway mode, comma-separated CIDRs. Only
+    /// these may connect, this machine included (add 127.0.0.1 for it).
     #[arg(long, value_delimiter = ',', value_name = "CIDRS")]
     pub allow: Option<Vec<String>>,
 

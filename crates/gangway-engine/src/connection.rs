@@ -31,8 +31,11 @@ pub(crate) async fn serve(
     tune_socket(&stream);
     let routing = engine.routing();
     let settings = &routing.settings;
-    let allowed = peer.ip().is_loopback()
-        || settings.gateway && settings.allow.iter().any(|net| net.contains(peer.ip()));
+    // Without gateway mode the listener is on loopback and every client is
+    // local. In gateway mode the allow list decides for everyone, this
+    // machine included: an explicit list is easier to reason about than an
+    // implicit exception.
+    let allowed = !settings.gateway || settings.allow.iter().any(|net| net.contains(peer.ip()));
     let permit: Permit = Arc::new(permit);
 
     let mut builder = http1::Builder::new();

@@ -107,8 +107,3 @@ impl ProxyError {
         res
     }
 }
-
-/// Maps an I/O error from connecting, keeping the OS's words.
-pub fn describe_io(e: &io::Error) -> String {
-    e.to_string()
-}

@@ -265,7 +265,8 @@ pub struct Settings {
     pub listen: SocketAddr,
     /// Listening beyond loopback for other machines; requires `allow`.
     pub gateway: bool,
-    /// Client networks allowed in gateway mode. Loopback is always allowed.
+    /// Client networks allowed in gateway mode (add 127.0.0.1 to serve this
+    /// machine too). Without gateway mode the listener is loopback-only.
     pub allow: Vec<Cidr>,
     pub bypass: BypassList,
     /// `None`: no upstream, every request goes direct.

@@ -25,6 +25,32 @@ fn get_reaches_the_origin() {
 }
 
 #[test]
+fn every_method_reaches_the_origin() {
+    let origin = Origin::start();
+    let gw = Gangway::direct(GANGWAY);
+    for method in [
+        "PATCH",
+        "DELETE",
+        "OPTIONS",
+        "PROPFIND",
+        "MKCOL",
+        "COPY",
+        "MOVE",
+        "LOCK",
+        "UNLOCK",
+        "PROPPATCH",
+        "REPORT",
+    ] {
+        let out = Curl::via(gw.addr())
+            .method(method)
+            .url(origin.url("/echo"))
+            .run();
+        assert_eq!(out.code(), 200, "{method}: {}", out.report());
+        assert_eq!(out.echo().method, method, "{}", out.report());
+    }
+}
+
+#[test]
 fn head_gets_the_head_only() {
     let origin = Origin::start();
     let gw = Gangway::direct(GANGWAY);

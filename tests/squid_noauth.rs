@@ -47,6 +47,42 @@ fn get_goes_through_squid() {
 }
 
 #[test]
+fn bypass_list_sends_matching_hosts_direct() {
+    let origin = Origin::start();
+    let squid = Squid::no_auth();
+    let port = origin.addr().port();
+    // The default list keeps loopback local: Squid never sees the request.
+    let default = Gangway::builder(GANGWAY).upstream(&squid.url()).start();
+    let out = Curl::via(default.addr())
+        .url(format!("http://127.0.0.1:{port}/hello"))
+        .url(format!("http://localhost:{port}/hello"))
+        .run();
+    assert!(out.succeeded(), "{}", out.report());
+    // A glob that matches only `localhost`: 127.0.0.1 now goes through
+    // Squid (whose log strips query strings, so the paths tell them apart).
+    let glob = Gangway::builder(GANGWAY)
+        .upstream(&squid.url())
+        .bypass("local*")
+        .start();
+    let out = Curl::via(glob.addr())
+        .url(format!("http://localhost:{port}/hello"))
+        .url(format!("http://127.0.0.1:{port}/echo"))
+        .run();
+    assert!(out.succeeded(), "{}", out.report());
+    squid.flush_access_log();
+    let urls: Vec<String> = squid.access_entries().into_iter().map(|e| e.url).collect();
+    assert!(
+        urls.iter()
+            .any(|u| u.ends_with(&format!("127.0.0.1:{port}/echo"))),
+        "the non-bypassed request should go through Squid: {urls:?}"
+    );
+    assert!(
+        !urls.iter().any(|u| u.ends_with("/hello")),
+        "bypassed requests must not reach Squid: {urls:?}"
+    );
+}
+
+#[test]
 fn via_shows_both_proxies_and_no_proxy_headers_leak() {
     let origin = Origin::start();
     let squid = Squid::no_auth();

@@ -39,6 +39,20 @@ pub fn strip_hop_by_hop(headers: &mut HeaderMap) {
     headers.remove(KEEP_ALIVE);
 }
 
+/// The URI without `user:password@` (RFC 9110 §4.2.4: deprecated in
+/// http URIs, and a secret that must reach neither the log nor the next hop).
+pub fn without_userinfo(uri: &http::Uri) -> http::Uri {
+    let Some(authority) = uri.authority() else {
+        return uri.clone();
+    };
+    let Some((_, host)) = authority.as_str().rsplit_once('@') else {
+        return uri.clone();
+    };
+    let mut parts = uri.clone().into_parts();
+    parts.authority = host.parse().ok();
+    http::Uri::from_parts(parts).unwrap_or_else(|_| uri.clone())
+}
+
 /// This bridge's `Via` pseudonym: `gangway-<instance id>`, unique per
 /// process so that loops are caught and chained bridges are not mistaken
 /// for one another.
@@ -116,6 +130,19 @@ mod tests {
         strip_hop_by_hop(&mut h);
         let left: Vec<_> = h.keys().map(|k| k.as_str()).collect();
         assert_eq!(left, ["accept", "authorization"]);
+    }
+
+    #[test]
+    fn userinfo_is_dropped() {
+        let uri: http::Uri = "http://bob:s3cret@example.com:8080/a?b=c"
+            .parse()
+            .expect("uri");
+        assert_eq!(
+            without_userinfo(&uri).to_string(),
+            "http://example.com:8080/a?b=c"
+        );
+        let plain: http::Uri = "http://example.com/".parse().expect("uri");
+        assert_eq!(without_userinfo(&plain), plain);
     }
 
     #[test]

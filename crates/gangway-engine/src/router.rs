@@ -12,6 +12,7 @@ use crate::body::ResBody;
 use crate::connection::Permit;
 use crate::error::ProxyError;
 use crate::events::Kind;
+use crate::headers::without_userinfo;
 use crate::server::{Engine, Routing};
 use crate::{forward, pages, tunnel};
 
@@ -19,9 +20,10 @@ pub(crate) async fn handle(
     engine: Arc<Engine>,
     client: SocketAddr,
     permit: Permit,
-    req: Request<Incoming>,
+    mut req: Request<Incoming>,
 ) -> Response<ResBody> {
     let routing = engine.routing();
+    *req.uri_mut() = without_userinfo(req.uri());
     if engine.via.seen_in(req.headers()) {
         return refuse(&engine, client, &req, ProxyError::Loop);
     }

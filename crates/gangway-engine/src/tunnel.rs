@@ -4,15 +4,17 @@
 //! as the upstream's status and body, not as a reset.
 
 use std::net::SocketAddr;
-use std::sync::atomic::Ordering::Relaxed;
+use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
 use std::sync::Arc;
 
+use bytes::Bytes;
 use http::{header, HeaderValue, Method, Request, Response, StatusCode, Uri};
 use http_body_util::BodyExt;
 use hyper::body::Incoming;
 use hyper::upgrade::Upgraded;
 use hyper_util::rt::TokioIo;
-use tokio::io::{AsyncRead, AsyncWrite};
+use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
+use tokio::net::TcpStream;
 
 use crate::body::{self, Metered, ResBody};
 use crate::connection::Permit;
@@ -23,13 +25,14 @@ use crate::server::{Engine, Routing};
 use crate::upstream::connect::{self, PeerKind};
 use crate::upstream::Payload;
 
-/// Relay buffer per direction. Large enough for full-speed TLS records,
-/// small enough that a thousand idle tunnels stay cheap.
-const RELAY_BUFFER: usize = 32 * 1024;
+/// Relay buffer per direction: it starts at the minimum and doubles while
+/// reads fill it, up to the maximum (a few TLS records at full speed).
+const RELAY_BUFFER_MIN: usize = 4 * 1024;
+const RELAY_BUFFER_MAX: usize = 64 * 1024;
 
 /// The far end of a tunnel.
 enum Far {
-    Direct(tokio::net::TcpStream),
+    Direct(TcpStream),
     Upstream(Upgraded),
 }
 
@@ -66,9 +69,8 @@ pub(crate) async fn handle(
             Ok(upgraded) => {
                 tunnel_engine.stats.tunnels_open.fetch_add(1, Relaxed);
                 rec.opened();
-                let client_io = TokioIo::new(upgraded);
                 tokio::select! {
-                    _ = relay(client_io, far, &mut rec) => {}
+                    _ = relay(upgraded, far, &mut rec) => {}
                     _ = force_close.cancelled() => {
                         rec.set_error("closed by bridge shutdown");
                     }
@@ -176,32 +178,104 @@ async fn open(
     Ok(Ok(Far::Upstream(upgraded)))
 }
 
-async fn relay<C>(client: C, far: Far, rec: &mut Recorder)
-where
-    C: AsyncRead + AsyncWrite + Unpin,
-{
-    let result = match far {
-        Far::Direct(stream) => copy(client, stream).await,
-        Far::Upstream(upgraded) => copy(client, TokioIo::new(upgraded)).await,
+/// Relays until either side closes. Both ends are unwrapped back to their
+/// TCP sockets when hyper allows (it always does for our own connections),
+/// so the copy loop runs on plain sockets with no HTTP layer in between.
+async fn relay(client: Upgraded, far: Far, rec: &mut Recorder) {
+    let client = match client.downcast::<TokioIo<TcpStream>>() {
+        Ok(parts) => Either::Socket(parts.io.into_inner(), parts.read_buf),
+        Err(upgraded) => Either::Upgraded(TokioIo::new(upgraded)),
+    };
+    let far = match far {
+        Far::Direct(stream) => Either::Socket(stream, Bytes::new()),
+        Far::Upstream(upgraded) => match upgraded.downcast::<TokioIo<TcpStream>>() {
+            Ok(parts) => Either::Socket(parts.io.into_inner(), parts.read_buf),
+            Err(upgraded) => Either::Upgraded(TokioIo::new(upgraded)),
+        },
     };
     let (up, down) = rec.counters();
-    match result {
-        Ok((a, b)) => {
-            up.fetch_add(a, Relaxed);
-            down.fetch_add(b, Relaxed);
+    let result = match (client, far) {
+        (Either::Socket(a, pa), Either::Socket(b, pb)) => pump_both(a, pa, b, pb, up, down).await,
+        (Either::Socket(a, pa), Either::Upgraded(b)) => {
+            pump_both(a, pa, b, Bytes::new(), up, down).await
         }
-        Err(e) => {
-            // Resets at the end of a TLS session are routine; keep the
-            // reason for the log, not as an error the user must read.
-            tracing::debug!("tunnel #{} ended: {e}", rec.id());
+        (Either::Upgraded(a), Either::Socket(b, pb)) => {
+            pump_both(a, Bytes::new(), b, pb, up, down).await
         }
+        (Either::Upgraded(a), Either::Upgraded(b)) => {
+            pump_both(a, Bytes::new(), b, Bytes::new(), up, down).await
+        }
+    };
+    if let Err(e) = result {
+        // Resets at the end of a TLS session are routine; keep the reason
+        // for the log, not as an error the user must read.
+        tracing::debug!("tunnel #{} ended: {e}", rec.id());
     }
 }
 
-async fn copy<A, B>(mut a: A, mut b: B) -> std::io::Result<(u64, u64)>
+enum Either {
+    Socket(TcpStream, Bytes),
+    Upgraded(TokioIo<Upgraded>),
+}
+
+/// Copies both ways until both directions reach end of stream (a
+/// half-closed side keeps receiving) or either fails. `a_early`/`b_early`
+/// are bytes hyper already read past the CONNECT head: they go out first.
+/// Bytes are counted as they pass, so an open tunnel's counters are live.
+async fn pump_both<A, B>(
+    a: A,
+    a_early: Bytes,
+    b: B,
+    b_early: Bytes,
+    up: Arc<AtomicU64>,
+    down: Arc<AtomicU64>,
+) -> std::io::Result<()>
 where
     A: AsyncRead + AsyncWrite + Unpin,
     B: AsyncRead + AsyncWrite + Unpin,
 {
-    tokio::io::copy_bidirectional_with_sizes(&mut a, &mut b, RELAY_BUFFER, RELAY_BUFFER).await
+    let (mut ar, mut aw) = tokio::io::split(a);
+    let (mut br, mut bw) = tokio::io::split(b);
+    let ab = pump(&mut ar, &mut bw, a_early, &up);
+    let ba = pump(&mut br, &mut aw, b_early, &down);
+    tokio::pin!(ab, ba);
+    let (mut ab_done, mut ba_done) = (false, false);
+    while !(ab_done && ba_done) {
+        tokio::select! {
+            r = &mut ab, if !ab_done => { r?; ab_done = true; }
+            r = &mut ba, if !ba_done => { r?; ba_done = true; }
+        }
+    }
+    Ok(())
+}
+
+/// One direction. The buffer starts small and grows while reads fill it,
+/// so a thousand idle tunnels cost little and a busy one runs at full size.
+async fn pump<R, W>(
+    reader: &mut R,
+    writer: &mut W,
+    early: Bytes,
+    counter: &AtomicU64,
+) -> std::io::Result<()>
+where
+    R: AsyncRead + Unpin,
+    W: AsyncWrite + Unpin,
+{
+    if !early.is_empty() {
+        writer.write_all(&early).await?;
+        counter.fetch_add(early.len() as u64, Relaxed);
+    }
+    let mut buf = vec![0u8; RELAY_BUFFER_MIN];
+    loop {
+        let n = reader.read(&mut buf).await?;
+        if n == 0 {
+            writer.shutdown().await?;
+            return Ok(());
+        }
+        writer.write_all(&buf[..n]).await?;
+        counter.fetch_add(n as u64, Relaxed);
+        if n == buf.len() && buf.len() < RELAY_BUFFER_MAX {
+            buf.resize(buf.len() * 2, 0);
+        }
+    }
 }

@@ -5,7 +5,7 @@
 //! from headers.
 
 use std::net::SocketAddr;
-use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering::Relaxed};
 use std::sync::Arc;
 use std::time::{Duration, Instant, SystemTime};
 
@@ -75,6 +75,13 @@ pub struct ConnectionEvent {
     /// Time until the response head arrived.
     pub first_byte_ms: Option<u64>,
     pub error: Option<String>,
+    /// The client's request headers, with credentials masked. Captured only
+    /// while detail is switched on ([`EventSink::set_detail`]).
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub request_headers: Vec<(String, String)>,
+    /// The response headers sent to the client, credentials masked.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub response_headers: Vec<(String, String)>,
 }
 
 /// Where events go: a broadcast channel and the log.
@@ -83,6 +90,7 @@ pub struct EventSink {
     tx: broadcast::Sender<Arc<ConnectionEvent>>,
     next_id: Arc<AtomicU64>,
     stats: Arc<Stats>,
+    detail: Arc<AtomicBool>,
 }
 
 impl EventSink {
@@ -92,7 +100,15 @@ impl EventSink {
             tx,
             next_id: Arc::new(AtomicU64::new(1)),
             stats,
+            detail: Arc::new(AtomicBool::new(false)),
         }
+    }
+
+    /// Whether events carry (masked) headers. Off by default: copying
+    /// headers costs time on every request, worth it only while someone
+    /// is looking (the app's connection log window).
+    pub fn set_detail(&self, on: bool) {
+        self.detail.store(on, Relaxed);
     }
 
     pub fn subscribe(&self) -> broadcast::Receiver<Arc<ConnectionEvent>> {
@@ -128,7 +144,10 @@ impl EventSink {
                 auth_ms: None,
                 first_byte_ms: None,
                 error: None,
+                request_headers: Vec::new(),
+                response_headers: Vec::new(),
             }),
+            detail: self.detail.load(Relaxed),
             started: Instant::now(),
             up: Arc::new(AtomicU64::new(0)),
             down: Arc::new(AtomicU64::new(0)),
@@ -192,6 +211,7 @@ fn log_event(e: &ConnectionEvent) {
 pub struct Recorder {
     sink: EventSink,
     event: Option<ConnectionEvent>,
+    detail: bool,
     started: Instant,
     up: Arc<AtomicU64>,
     down: Arc<AtomicU64>,
@@ -242,6 +262,22 @@ impl Recorder {
         self.with(|e| e.auth_ms = Some(d.as_millis() as u64));
     }
 
+    /// Keeps a masked copy of the request headers when detail is on.
+    pub fn set_request_headers(&mut self, headers: &http::HeaderMap) {
+        if self.detail {
+            let copy = masked(headers);
+            self.with(|e| e.request_headers = copy);
+        }
+    }
+
+    /// Keeps a masked copy of the response headers when detail is on.
+    pub fn set_response_headers(&mut self, headers: &http::HeaderMap) {
+        if self.detail {
+            let copy = masked(headers);
+            self.with(|e| e.response_headers = copy);
+        }
+    }
+
     /// Marks the response head's arrival.
     pub fn mark_first_byte(&mut self) {
         let ms = self.started.elapsed().as_millis() as u64;
@@ -283,6 +319,38 @@ impl Drop for Recorder {
     }
 }
 
+/// Headers as (name, value) text with every credential masked: the
+/// scheme of an `Authorization`/`Proxy-Authorization` stays visible (it
+/// tells what was tried), its value never; challenges keep their scheme and
+/// drop tokens; cookies are masked whole.
+pub fn masked(headers: &http::HeaderMap) -> Vec<(String, String)> {
+    use http::header;
+    headers
+        .iter()
+        .map(|(name, value)| {
+            let text = String::from_utf8_lossy(value.as_bytes());
+            let shown = if name == header::AUTHORIZATION
+                || name == header::PROXY_AUTHORIZATION
+                || name == header::PROXY_AUTHENTICATE
+                || name == header::WWW_AUTHENTICATE
+            {
+                match text.split_once(' ') {
+                    Some((scheme, rest)) if !rest.trim().is_empty() => format!("{scheme} ****"),
+                    _ if name == header::AUTHORIZATION || name == header::PROXY_AUTHORIZATION => {
+                        "****".to_owned()
+                    }
+                    _ => text.into_owned(),
+                }
+            } else if name == header::COOKIE || name == header::SET_COOKIE {
+                "****".to_owned()
+            } else {
+                text.into_owned()
+            };
+            (name.as_str().to_owned(), shown)
+        })
+        .collect()
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -302,5 +370,46 @@ mod tests {
         assert_eq!((e.status, e.bytes_up, e.bytes_down), (Some(200), 3, 5));
         assert!(rx.try_recv().is_err(), "exactly one event");
         assert_eq!(sink.stats().snapshot().bytes_down, 5);
+    }
+
+    #[test]
+    fn credentials_are_masked() {
+        let mut h = http::HeaderMap::new();
+        h.insert(
+            "proxy-authorization",
+            "Basic YWxpY2U6c2VjcmV0".parse().expect("v"),
+        );
+        h.insert("authorization", "Bearer abc.def".parse().expect("v"));
+        h.insert(
+            "proxy-authenticate",
+            "NTLM TlRMTVNTUAACAAAA".parse().expect("v"),
+        );
+        h.insert("cookie", "session=xyz".parse().expect("v"));
+        h.insert("accept", "*/*".parse().expect("v"));
+        let m = masked(&h);
+        let text = format!("{m:?}");
+        for secret in ["YWxpY2U6c2VjcmV0", "abc.def", "TlRMTVNTUAACAAAA", "xyz"] {
+            assert!(!text.contains(secret), "{secret} leaked: {text}");
+        }
+        assert!(m.contains(&("proxy-authorization".into(), "Basic ****".into())));
+        assert!(m.contains(&("accept".into(), "*/*".into())));
+    }
+
+    #[tokio::test]
+    async fn headers_only_with_detail() {
+        let sink = EventSink::new(Arc::new(Stats::default()));
+        let mut rx = sink.subscribe();
+        let client: SocketAddr = "127.0.0.1:5000".parse().expect("addr");
+        let mut h = http::HeaderMap::new();
+        h.insert("accept", "*/*".parse().expect("v"));
+        let mut rec = sink.start(Kind::Request, client, "GET", "http://a/".into());
+        rec.set_request_headers(&h);
+        drop(rec);
+        assert!(rx.recv().await.expect("event").request_headers.is_empty());
+        sink.set_detail(true);
+        let mut rec = sink.start(Kind::Request, client, "GET", "http://a/".into());
+        rec.set_request_headers(&h);
+        drop(rec);
+        assert_eq!(rx.recv().await.expect("event").request_headers.len(), 1);
     }
 }

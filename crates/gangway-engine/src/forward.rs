@@ -52,6 +52,7 @@ async fn forward(
     req: Request<Incoming>,
     rec: &mut Recorder,
 ) -> Result<Relay, ProxyError> {
+    rec.set_request_headers(req.headers());
     let (mut head, body) = req.into_parts();
     let host = head.uri.host().unwrap_or_default().to_owned();
     let port = head.uri.port_u16().unwrap_or(80);
@@ -117,6 +118,7 @@ async fn forward(
     rec.set_status(parts.status.as_u16());
     strip_hop_by_hop(&mut parts.headers);
     engine.via.append(&mut parts.headers, parts.version);
+    rec.set_response_headers(&parts.headers);
 
     Ok(Relay {
         head: parts,

@@ -264,6 +264,12 @@ impl Control {
         Ok(())
     }
 
+    /// Whether connection events carry masked request and response headers
+    /// (for a log window's details pane). Off by default.
+    pub fn set_event_detail(&self, on: bool) {
+        self.engine.events.set_detail(on);
+    }
+
     /// Allows one more attempt with credentials the upstream rejected.
     pub fn retry_credentials(&self) {
         if let Some(up) = &self.engine.routing().upstream {

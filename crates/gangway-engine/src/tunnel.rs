@@ -45,6 +45,7 @@ pub(crate) async fn handle(
 ) -> Response<ResBody> {
     let target = req.uri().to_string();
     let mut rec = engine.events.start(Kind::Tunnel, client, "CONNECT", target);
+    rec.set_request_headers(req.headers());
     let Some((host, port)) = target_of(req.uri()) else {
         let err = ProxyError::BadRequest("CONNECT needs host:port".into());
         rec.set_status(err.status().as_u16());
@@ -159,6 +160,7 @@ async fn open(
         ));
         let (mut parts, incoming) = response.into_parts();
         crate::headers::strip_hop_by_hop(&mut parts.headers);
+        rec.set_response_headers(&parts.headers);
         parts
             .headers
             .insert(header::CONNECTION, HeaderValue::from_static("close"));

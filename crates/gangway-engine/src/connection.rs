@@ -17,6 +17,7 @@ use crate::events::Kind;
 use crate::net::tune_socket;
 use crate::router;
 use crate::server::Engine;
+use crate::settings::Settings;
 
 /// The live-connection permit, shared with tunnels that outlive the
 /// request that opened them.
@@ -38,17 +39,7 @@ pub(crate) async fn serve(
     let allowed = !settings.gateway || settings.allow.iter().any(|net| net.contains(peer.ip()));
     let permit: Permit = Arc::new(permit);
 
-    let mut builder = http1::Builder::new();
-    builder
-        .timer(TokioTimer::new())
-        // hyper starts this timer whenever it waits for a request head, so
-        // it bounds idle keep-alive time and slow heads alike.
-        .header_read_timeout(settings.timeouts.idle)
-        .max_header_size(settings.limits.max_header_bytes)
-        .max_buf_size(settings.limits.max_header_bytes.max(8192) * 2)
-        .preserve_header_case(true)
-        .title_case_headers(false)
-        .half_close(false);
+    let builder = http1_builder(settings);
     let idle = settings.timeouts.idle;
     drop(routing);
 
@@ -100,6 +91,24 @@ pub(crate) async fn serve(
         );
     }
     engine.connection_closed();
+}
+
+/// The HTTP/1.1 server configuration for client connections: one place, so
+/// the request-head fuzz target (`fuzzing`) reads bytes exactly as the
+/// bridge does.
+pub(crate) fn http1_builder(settings: &Settings) -> http1::Builder {
+    let mut builder = http1::Builder::new();
+    builder
+        .timer(TokioTimer::new())
+        // hyper starts this timer whenever it waits for a request head, so
+        // it bounds idle keep-alive time and slow heads alike.
+        .header_read_timeout(settings.timeouts.idle)
+        .max_header_size(settings.limits.max_header_bytes)
+        .max_buf_size(settings.limits.max_header_bytes.max(8192) * 2)
+        .preserve_header_case(true)
+        .title_case_headers(false)
+        .half_close(false);
+    builder
 }
 
 /// hyper answered 400/431 itself, or the client timed out or vanished:

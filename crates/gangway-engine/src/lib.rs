@@ -34,6 +34,7 @@ mod connection;
 pub mod error;
 pub mod events;
 mod forward;
+pub mod fuzzing;
 pub mod headers;
 pub mod net;
 mod pages;

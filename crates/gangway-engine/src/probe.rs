@@ -109,7 +109,7 @@ impl fmt::Display for ProbeReport {
 /// credentials are configured and asked for) one authenticated exchange.
 pub async fn probe(upstream: &UpstreamSettings, timeouts: &Timeouts, url: &str) -> ProbeReport {
     let stats = Arc::new(Stats::default());
-    let up = Upstream::new(upstream.clone(), stats);
+    let up = Upstream::new(upstream.clone(), 1, stats);
     let connector = Connector::new(Pool::new(0, timeouts.pool_idle));
     let authority = up.link.authority();
     let mut report = ProbeReport {

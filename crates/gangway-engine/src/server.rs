@@ -197,10 +197,11 @@ fn refuse_busy(engine: &Engine, stream: TcpStream, peer: SocketAddr, max: usize)
 
 impl Routing {
     pub fn new(settings: Settings, stats: &Arc<Stats>) -> Self {
+        let pool_size = settings.limits.pool_size;
         let upstream = settings
             .upstream
             .clone()
-            .map(|up| Arc::new(Upstream::new(up, stats.clone())));
+            .map(|up| Arc::new(Upstream::new(up, pool_size, stats.clone())));
         Routing { settings, upstream }
     }
 }
@@ -252,8 +253,13 @@ impl Control {
             (Some(cur), Some(new)) if cur.settings.same_as(new) => Some(cur.clone()),
             (_, new) => {
                 self.engine.connector.pool.clear();
-                new.clone()
-                    .map(|up| Arc::new(Upstream::new(up, self.engine.stats.clone())))
+                new.clone().map(|up| {
+                    Arc::new(Upstream::new(
+                        up,
+                        settings.limits.pool_size,
+                        self.engine.stats.clone(),
+                    ))
+                })
             }
         };
         let described = settings.describe();

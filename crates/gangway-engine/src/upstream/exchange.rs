@@ -28,6 +28,13 @@ const MAX_DRAIN: usize = 256 * 1024;
 /// Request bodies up to this size are held so they can be re-sent when the
 /// upstream asks to authenticate (or a pooled connection turns out dead).
 pub const REPLAY_LIMIT: u64 = 64 * 1024;
+/// How long a request waits for one of an authenticating upstream's
+/// connections to come free before it opens one beyond the pool size.
+/// Short requests free theirs within milliseconds, so in practice the
+/// handshake count stays at the pool size; the bound only matters when
+/// every connection is held by a slow download or a long poll over plain
+/// HTTP (tunnels give theirs back as soon as they are established).
+const SLOT_WAIT: Duration = Duration::from_secs(2);
 /// How long a pooled connection may take to report ready before it is
 /// treated as dead.
 const READY_WAIT: Duration = Duration::from_millis(500);
@@ -90,12 +97,34 @@ impl Connector {
         timeouts: &Timeouts,
         connect_time: &mut Option<Duration>,
     ) -> Result<(PooledConn, bool), ProxyError> {
-        while let Some(mut c) = self.pool.checkout(&link.key) {
-            if let Ok(Ok(())) = tokio::time::timeout(READY_WAIT, c.sender.ready()).await {
-                return Ok((c, true));
+        let deadline = tokio::time::Instant::now() + SLOT_WAIT;
+        let slot = loop {
+            let returned = self.pool.returned();
+            tokio::pin!(returned);
+            returned.as_mut().enable();
+            while let Some(mut c) = self.pool.checkout(&link.key) {
+                if let Ok(Ok(())) = tokio::time::timeout(READY_WAIT, c.sender.ready()).await {
+                    return Ok((c, true));
+                }
             }
-        }
-        let (c, took) = connect::http(&link.host, link.port, timeouts.connect, link.kind).await?;
+            let Some(slots) = &link.slots else {
+                break None;
+            };
+            if let Ok(permit) = slots.clone().try_acquire_owned() {
+                break Some(permit);
+            }
+            // Every allowed connection is busy: wait a moment for one to come
+            // back rather than pay for another handshake. A connection held
+            // by a long poll must not stall everyone, hence the deadline.
+            tokio::select! {
+                _ = returned => continue,
+                permit = slots.clone().acquire_owned() => break permit.ok(),
+                _ = tokio::time::sleep_until(deadline) => break None,
+            }
+        };
+        let (mut c, took) =
+            connect::http(&link.host, link.port, timeouts.connect, link.kind).await?;
+        c.slot = slot;
         *connect_time = Some(took);
         Ok((c, false))
     }

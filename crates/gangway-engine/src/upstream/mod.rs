@@ -29,6 +29,10 @@ pub struct Link {
     pub port: u16,
     pub kind: PeerKind,
     pub key: String,
+    /// For an upstream that authenticates: at most this many connections
+    /// (busy or idle) are opened while requests can wait briefly for one,
+    /// so that handshakes stay few. `None`: no limit.
+    pub slots: Option<Arc<tokio::sync::Semaphore>>,
 }
 
 impl Link {
@@ -43,6 +47,7 @@ impl Link {
             port,
             kind,
             key,
+            slots: None,
         }
     }
 
@@ -60,8 +65,12 @@ pub struct Upstream {
 }
 
 impl Upstream {
-    pub fn new(settings: UpstreamSettings, stats: Arc<Stats>) -> Self {
-        let link = Link::new(&settings.host, settings.port, PeerKind::Upstream);
+    /// `pool_size`: how many authenticated connections to keep and prefer.
+    pub fn new(settings: UpstreamSettings, pool_size: usize, stats: Arc<Stats>) -> Self {
+        let mut link = Link::new(&settings.host, settings.port, PeerKind::Upstream);
+        if settings.credentials.is_some() && pool_size > 0 {
+            link.slots = Some(Arc::new(tokio::sync::Semaphore::new(pool_size)));
+        }
         let auth = auth::AuthState::new(
             settings.proxy_type,
             settings.credentials.clone(),

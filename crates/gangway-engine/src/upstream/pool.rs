@@ -24,6 +24,9 @@ pub struct PooledConn {
     pub authenticated: bool,
     /// Requests already served on this connection.
     pub uses: u32,
+    /// This connection's place among the upstream's limited connections;
+    /// released when the connection closes or becomes a tunnel.
+    pub slot: Option<tokio::sync::OwnedSemaphorePermit>,
 }
 
 impl PooledConn {
@@ -32,6 +35,7 @@ impl PooledConn {
             sender,
             authenticated: false,
             uses: 0,
+            slot: None,
         }
     }
 }
@@ -41,6 +45,8 @@ pub struct Pool {
     idle: Mutex<HashMap<String, Vec<(PooledConn, Instant)>>>,
     per_key: usize,
     max_idle: Duration,
+    /// Woken whenever a connection comes back.
+    returned: tokio::sync::Notify,
 }
 
 impl Pool {
@@ -49,6 +55,7 @@ impl Pool {
             idle: Mutex::new(HashMap::new()),
             per_key,
             max_idle,
+            returned: tokio::sync::Notify::new(),
         }
     }
 
@@ -86,6 +93,14 @@ impl Pool {
             list.remove(0);
         }
         list.push((conn, Instant::now()));
+        drop(idle);
+        self.returned.notify_waiters();
+    }
+
+    /// Resolves after the next `put`. Create it before checking the pool,
+    /// so that a return in between is not missed.
+    pub fn returned(&self) -> tokio::sync::futures::Notified<'_> {
+        self.returned.notified()
     }
 
     /// Closes every idle connection (settings changed, or the upstream

@@ -393,14 +393,16 @@ def encode_head(start, fields):
     return ("\r\n".join(lines) + "\r\n\r\n").encode("latin-1")
 
 
-async def send_simple(writer, status, reason, keep_alive, extra=(), body=None):
+async def send_simple(writer, status, reason, keep_alive, extra=(), body=None, head_only=False):
+    """A short response. `head_only` for an answer to HEAD: the headers
+    describe the body, but no body follows (RFC 9110 section 9.3.2)."""
     body = (body if body is not None else f"{status} {reason}\n").encode("utf-8")
     fields = list(extra) + [
         ("Content-Type", "text/plain; charset=utf-8"),
         ("Content-Length", str(len(body))),
         ("Connection", "keep-alive" if keep_alive else "close"),
     ]
-    await send(writer, encode_head(f"HTTP/1.1 {status} {reason}", fields) + body)
+    await send(writer, encode_head(f"HTTP/1.1 {status} {reason}", fields) + (b"" if head_only else body))
 
 
 def forwardable(fields):
@@ -481,6 +483,7 @@ class Connection:
         self.pending = None  # pyspnego context between Type 2 and Type 3
         self.response_started = False  # past this, an error can only close
         self.authenticated = False
+        self.head_only = False  # the request being answered is a HEAD
         self.handshakes = 0
 
     def event(self, name, *bumps, **fields):
@@ -523,6 +526,7 @@ class Connection:
 
     async def handle(self, head):
         method, target, version = parse_request_line(head)
+        self.head_only = method.upper() == "HEAD"
         keep = client_keeps_alive(head, version)
         message = ntlm_message(head)
 
@@ -586,7 +590,12 @@ class Connection:
         """A 407 offering NTLM, with the Type 2 when there is one."""
         offer = f"NTLM {base64.b64encode(challenge).decode('ascii')}" if challenge else "NTLM"
         await send_simple(
-            self.writer, 407, "Proxy Authentication Required", keep, [("Proxy-Authenticate", offer)]
+            self.writer,
+            407,
+            "Proxy Authentication Required",
+            keep,
+            [("Proxy-Authenticate", offer)],
+            head_only=self.head_only,
         )
         return keep
 
@@ -600,7 +609,7 @@ class Connection:
     async def refuse(self, head, status, reason, keep):
         keep = keep and await drain_body(head, self.reader)
         self.event("refused", status=status, reason=reason)
-        await send_simple(self.writer, status, reason, keep)
+        await send_simple(self.writer, status, reason, keep, head_only=self.head_only)
         return keep
 
     async def tunnel(self, target):

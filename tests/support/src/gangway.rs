@@ -351,6 +351,35 @@ impl Gangway {
         signal(&self.child, libc::SIGHUP);
     }
 
+    /// Its process id.
+    pub fn pid(&self) -> u32 {
+        self.child.id()
+    }
+
+    /// Its peak resident set size so far (`VmHWM` in `/proc/PID/status`),
+    /// in bytes: what it ever held in memory at once.
+    pub fn peak_rss_bytes(&self) -> u64 {
+        let path = format!("/proc/{}/status", self.pid());
+        let status = std::fs::read_to_string(&path)
+            .unwrap_or_else(|e| panic!("read {path} (is gangway still running?): {e}"));
+        let kib = status
+            .lines()
+            .find_map(|l| l.strip_prefix("VmHWM:"))
+            .and_then(|v| v.trim().trim_end_matches("kB").trim().parse::<u64>().ok())
+            .unwrap_or_else(|| panic!("no VmHWM line in {path}:\n{status}"));
+        kib * 1024
+    }
+
+    /// Sends SIGTERM and returns at once (see [`Gangway::wait_exit`]).
+    pub fn sigterm(&self) {
+        signal(&self.child, libc::SIGTERM);
+    }
+
+    /// Waits up to `timeout` for the process to exit; `None` if it still runs.
+    pub fn wait_exit(&mut self, timeout: Duration) -> Option<ExitStatus> {
+        wait_for(timeout, || self.child.try_wait().ok().flatten())
+    }
+
     /// Whether the process is still running.
     pub fn is_running(&mut self) -> bool {
         matches!(self.child.try_wait(), Ok(None))

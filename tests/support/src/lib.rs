@@ -21,10 +21,18 @@
 //!   nothing listening.
 //! - [`squid`]: a real Squid from a private config: no auth, Basic or Digest;
 //!   access-log inspection; stop and restart on the same port.
+//! - [`ntlm_peer`]: the independent NTLM upstream (`tests/peers/ntlm_proxy.py`,
+//!   pyspnego's acceptor, NTLMv2 only) from the project's venv, and its
+//!   handshake counters.
+//! - [`offer`]: an upstream that answers everything with a fixed 407 offer
+//!   set (e.g. only `Negotiate`), counting requests.
 //! - [`gangway`]: the real `gangway` binary under test, its ready line and
 //!   captured logs.
 //! - [`curl`]: curl as the client a user would run, through the bridge.
 //! - [`raw`]: a raw TCP client for malformed, oversized and slow requests.
+//! - [`status`]: the bridge's status page and `/status.json`.
+//! - [`stream`]: gigabyte transfers through curl's pipes, generated and
+//!   checked on the fly so nothing but the bridge could buffer them.
 //! - `runtime` (private): the small tokio runtime each server owns, so that
 //!   dropping the server stops everything it spawned.
 //!
@@ -38,6 +46,8 @@
 pub mod curl;
 pub mod gangway;
 pub mod hang;
+pub mod ntlm_peer;
+pub mod offer;
 pub mod origin;
 pub mod pattern;
 pub mod poll;
@@ -45,15 +55,20 @@ pub mod ports;
 pub mod raw;
 mod runtime;
 pub mod squid;
+pub mod status;
+pub mod stream;
 pub mod system;
 pub mod tls;
 
 pub use curl::{Curl, CurlOutput, Transfer};
 pub use gangway::{Gangway, GangwayBuilder};
 pub use hang::{closed_port, Hang};
+pub use ntlm_peer::{NtlmPeer, NtlmStats, NtlmUser};
+pub use offer::Offer;
 pub use origin::{EchoReply, Origin};
 pub use pattern::{pattern, sha256_hex, PatternFile};
 pub use poll::wait_for;
 pub use ports::free_port;
 pub use raw::{Closed, RawConn, ResponseHead};
 pub use squid::{AccessEntry, Squid, SquidConfig};
+pub use status::{status_json, status_page};

@@ -3,16 +3,19 @@
 //! machine, send it, let the response decide. NTLM legs stay on their
 //! connection; the request body is sent only on a leg that can complete.
 
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use bytes::Bytes;
 use http::request::Parts;
 use http::{header, HeaderValue, Method, Request, Response, Version};
+use http_body::Body as _;
 use http_body_util::BodyExt;
 use hyper::body::Incoming;
 
 use super::auth::{Attempt, AuthState, Leg, Verdict};
 use super::connect;
+use super::leg_body::{Gate, LegBody, UploadClock};
 use super::pool::{Pool, PooledConn};
 use super::Link;
 use crate::body::{self, ReqBody};
@@ -154,10 +157,23 @@ impl Connector {
         let mut current: Option<PooledConn> = None;
         let mut started_authenticated = None;
         let mut dead_pooled_retry = false;
+        // The next leg must use the connection the last one came back on.
+        let mut same_connection = false;
 
         for _ in 0..MAX_LEGS {
             let (mut conn, pooled) = match current.take() {
-                Some(c) => (c, false),
+                // hyper takes a moment after a response to accept the next
+                // request on the same connection: wait for it to be ready.
+                Some(mut c) => match tokio::time::timeout(timeouts.read, c.sender.ready()).await {
+                    Ok(Ok(())) => (c, false),
+                    _ if same_connection => return Err(ProxyError::AuthFailed {
+                        upstream: link.authority(),
+                        reason:
+                            "the upstream closed the connection in the middle of the NTLM handshake"
+                                .into(),
+                    }),
+                    _ => self.conn(link, timeouts, &mut connect_time).await?,
+                },
                 None => self.conn(link, timeouts, &mut connect_time).await?,
             };
             if started_authenticated.is_none() {
@@ -176,20 +192,32 @@ impl Connector {
                 }
                 None => Leg::Plain { probe: false },
             };
-            let request = build_leg(head, &leg, &mut payload).ok_or_else(|| {
-                ProxyError::BodyNotReplayable {
+            // A Digest nonce may turn stale on any request: hold a streamed
+            // body back until the upstream agrees to take it.
+            let gate_body = payload.streams()
+                && matches!(
+                    leg,
+                    Leg::Credentials {
+                        scheme: gangway_auth::Scheme::Digest,
+                        ..
+                    }
+                );
+            let (request, gate, clock) = build_leg(head, &leg, &mut payload, gate_body)
+                .ok_or_else(|| ProxyError::BodyNotReplayable {
                     upstream: link.authority(),
-                }
-            })?;
-            let sent = tokio::time::timeout(timeouts.read, conn.sender.send_request(request)).await;
+                })?;
+            let sent = tokio::select! {
+                r = conn.sender.send_request(request) => Some(r),
+                _ = clock.expired(timeouts.read) => None,
+            };
             let response = match sent {
-                Err(_) => {
+                None => {
                     return Err(ProxyError::ResponseTimeout {
                         peer: link.authority(),
                         after: timeouts.read,
                     })
                 }
-                Ok(Err(e)) => {
+                Some(Err(e)) => {
                     // A pooled connection the peer closed just as we sent:
                     // retry once on a fresh one if the body allows it.
                     let body_intact = payload.replayable() || !leg.carries_body();
@@ -206,8 +234,14 @@ impl Connector {
                         reason: e.to_string(),
                     });
                 }
-                Ok(Ok(r)) => r,
+                Some(Ok(r)) => r,
             };
+            if let Some(body) = gate.and_then(|g| g.reclaim()) {
+                // Answered before the body went out: keep it for the next
+                // leg; this connection's request is unfinished.
+                payload = Payload::Stream(Some(body));
+                conn.poisoned = true;
+            }
             let verdict = match auth {
                 Some(a) => a.on_response(&mut attempt, response.status(), response.headers())?,
                 None => Verdict::Done,
@@ -239,11 +273,16 @@ impl Connector {
                         auth_time,
                     });
                 }
-                Verdict::Again { same_connection } => {
-                    let keep = wants_keep_alive(&response) && drain(response, timeouts.read).await;
+                Verdict::Again {
+                    same_connection: bound,
+                } => {
+                    same_connection = bound;
+                    let keep = !conn.poisoned
+                        && wants_keep_alive(&response)
+                        && drain(response, timeouts.read).await;
                     if keep {
                         current = Some(conn);
-                    } else if same_connection {
+                    } else if bound {
                         return Err(ProxyError::AuthFailed {
                             upstream: link.authority(),
                             reason: "the upstream closed the connection in the middle of the NTLM handshake".into(),
@@ -267,9 +306,15 @@ fn is_idempotent(method: &Method) -> bool {
     ) || method == "CONNECT"
 }
 
-/// The request for one leg. `None` when the leg needs the body and the
-/// body has already been sent.
-fn build_leg(head: &Parts, leg: &Leg, payload: &mut Payload) -> Option<Request<ReqBody>> {
+/// The request for one leg, with its gate (when `gate_body`) and upload
+/// clock. `None` when the leg needs the body and the body has already been
+/// sent.
+fn build_leg(
+    head: &Parts,
+    leg: &Leg,
+    payload: &mut Payload,
+    gate_body: bool,
+) -> Option<(Request<ReqBody>, Option<Arc<Gate>>, Arc<UploadClock>)> {
     let mut builder = Request::builder()
         .method(if leg.is_probe() {
             Method::HEAD
@@ -280,8 +325,7 @@ fn build_leg(head: &Parts, leg: &Leg, payload: &mut Payload) -> Option<Request<R
         .version(Version::HTTP_11);
     if let Some(h) = builder.headers_mut() {
         *h = head.headers.clone();
-        if let Some(value) = leg.header().and_then(|v| HeaderValue::from_str(v).ok()) {
-            let mut value = value;
+        if let Some(mut value) = leg.header().and_then(|v| HeaderValue::from_str(v).ok()) {
             value.set_sensitive(true);
             h.insert(header::PROXY_AUTHORIZATION, value);
         }
@@ -289,8 +333,21 @@ fn build_leg(head: &Parts, leg: &Leg, payload: &mut Payload) -> Option<Request<R
     if let Some(ext) = builder.extensions_mut() {
         *ext = head.extensions.clone();
     }
+    let clock = UploadClock::new();
+    let mut gate = None;
     let body = if leg.carries_body() {
-        payload.take()?
+        let body = payload.take()?;
+        if gate_body {
+            let hint = body.size_hint();
+            let g = Gate::new(body);
+            if let Some(h) = builder.headers_mut() {
+                h.insert(header::EXPECT, HeaderValue::from_static("100-continue"));
+            }
+            gate = Some(g.clone());
+            LegBody::gated(g, hint, clock.clone())
+        } else {
+            LegBody::new(body, clock.clone())
+        }
     } else {
         if let Some(h) = builder.headers_mut() {
             h.remove(header::CONTENT_LENGTH);
@@ -300,9 +357,17 @@ fn build_leg(head: &Parts, leg: &Leg, payload: &mut Payload) -> Option<Request<R
                 h.insert(header::CONTENT_LENGTH, HeaderValue::from_static("0"));
             }
         }
-        body::empty()
+        LegBody::new(body::empty(), clock.clone())
     };
-    builder.body(body).ok()
+    let mut request = builder.body(body.boxed_unsync()).ok()?;
+    if let Some(g) = gate.clone() {
+        hyper::ext::on_informational(&mut request, move |res| {
+            if res.status() == http::StatusCode::CONTINUE {
+                g.open();
+            }
+        });
+    }
+    Some((request, gate, clock))
 }
 
 /// Whether the peer keeps the connection open after this response (RFC

@@ -7,11 +7,14 @@
 //!   upstream wants authentication.
 //! - [`auth`]: the per-request authentication state machine the loop drives.
 //! - [`gate`]: lockout safety for the configured credentials.
+//! - [`leg_body`]: the upload clock behind the response timeout, and the
+//!   `Expect: 100-continue` gate that keeps a streamed body re-sendable.
 
 pub mod auth;
 pub mod connect;
 pub mod exchange;
 pub mod gate;
+pub mod leg_body;
 pub mod pool;
 
 use std::sync::Arc;

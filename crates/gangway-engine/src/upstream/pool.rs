@@ -27,6 +27,9 @@ pub struct PooledConn {
     /// This connection's place among the upstream's limited connections;
     /// released when the connection closes or becomes a tunnel.
     pub slot: Option<tokio::sync::OwnedSemaphorePermit>,
+    /// A request went out without its body (held back behind `Expect`):
+    /// the connection's framing is broken and it must not be reused.
+    pub poisoned: bool,
 }
 
 impl PooledConn {
@@ -36,6 +39,7 @@ impl PooledConn {
             authenticated: false,
             uses: 0,
             slot: None,
+            poisoned: false,
         }
     }
 }
@@ -78,7 +82,7 @@ impl Pool {
     /// Returns a connection after a completed exchange. Dropped (closed)
     /// when the peer is closing it or the pool for `key` is full.
     pub fn put(&self, key: &str, conn: PooledConn) {
-        if conn.sender.is_closed() || self.per_key == 0 {
+        if conn.sender.is_closed() || conn.poisoned || self.per_key == 0 {
             return;
         }
         let Ok(mut idle) = self.idle.lock() else {

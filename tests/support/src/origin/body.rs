@@ -8,7 +8,7 @@ use std::task::{Context, Poll};
 use bytes::Bytes;
 use http_body::{Body, Frame, SizeHint};
 
-use crate::pattern::pattern_byte;
+use crate::stream::fill_pattern;
 
 /// Size of one frame of a [`PatternBody`].
 const PATTERN_FRAME: u64 = 64 * 1024;
@@ -42,7 +42,8 @@ impl Body for PatternBody {
             return Poll::Ready(None);
         }
         let end = this.len.min(this.offset + PATTERN_FRAME);
-        let chunk: Vec<u8> = (this.offset..end).map(pattern_byte).collect();
+        let mut chunk = vec![0u8; (end - this.offset) as usize];
+        fill_pattern(this.offset, &mut chunk);
         this.offset = end;
         Poll::Ready(Some(Ok(Frame::data(Bytes::from(chunk)))))
     }

@@ -306,6 +306,9 @@ fn is_idempotent(method: &Method) -> bool {
     ) || method == "CONNECT"
 }
 
+/// One leg ready to send: the request, its body's gate and upload clock.
+type LegRequest = (Request<ReqBody>, Option<Arc<Gate>>, Arc<UploadClock>);
+
 /// The request for one leg, with its gate (when `gate_body`) and upload
 /// clock. `None` when the leg needs the body and the body has already been
 /// sent.
@@ -314,7 +317,7 @@ fn build_leg(
     leg: &Leg,
     payload: &mut Payload,
     gate_body: bool,
-) -> Option<(Request<ReqBody>, Option<Arc<Gate>>, Arc<UploadClock>)> {
+) -> Option<LegRequest> {
     let mut builder = Request::builder()
         .method(if leg.is_probe() {
             Method::HEAD

@@ -177,7 +177,7 @@ impl Body for LegBody {
     }
 
     fn size_hint(&self) -> SizeHint {
-        self.hint.clone()
+        self.hint
     }
 }
 

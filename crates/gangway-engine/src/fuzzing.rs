@@ -107,9 +107,14 @@ pub fn serve_bytes(data: &[u8]) -> Vec<u8> {
     })
 }
 
-/// The status codes of the complete HTTP/1.1 responses in `output`, or why
-/// it is not a sequence of them. Parsing stops after a 2xx without framing
-/// (the answer to CONNECT): what follows is the tunnel's.
+/// The header the trivial service names the request method in: a response
+/// to HEAD has no body whatever its headers say, and one to CONNECT ends
+/// the HTTP part of the connection.
+const METHOD_HEADER: &str = "x-request-method";
+
+/// The status codes of the complete HTTP/1.x responses in `output`, or why
+/// it is not a sequence of them. Parsing stops after a 2xx to CONNECT:
+/// what follows is the tunnel's.
 pub fn parse_responses(output: &[u8]) -> Result<Vec<u16>, String> {
     let mut statuses = Vec::new();
     let mut rest = output;
@@ -123,8 +128,10 @@ pub fn parse_responses(output: &[u8]) -> Result<Vec<u16>, String> {
             .map_err(|_| "a response head that is not UTF-8")?;
         let mut lines = head.split("\r\n");
         let status_line = lines.next().unwrap_or_default();
+        // hyper answers an HTTP/1.0 request in HTTP/1.0 (RFC 9110 §6.2).
         let status = status_line
             .strip_prefix("HTTP/1.1 ")
+            .or_else(|| status_line.strip_prefix("HTTP/1.0 "))
             .and_then(|s| s.get(..3))
             .and_then(|code| code.parse::<u16>().ok())
             .filter(|code| (100..600).contains(code))
@@ -134,6 +141,7 @@ pub fn parse_responses(output: &[u8]) -> Result<Vec<u16>, String> {
         }
         let mut content_length: Option<usize> = None;
         let mut chunked = false;
+        let mut method = None;
         for line in lines {
             let (name, value) = line
                 .split_once(':')
@@ -154,11 +162,17 @@ pub fn parse_responses(output: &[u8]) -> Result<Vec<u16>, String> {
                 }
             } else if name.eq_ignore_ascii_case("transfer-encoding") {
                 chunked = true;
+            } else if name.eq_ignore_ascii_case(METHOD_HEADER) {
+                method = Some(value.trim());
             }
         }
         statuses.push(status);
         rest = &rest[head_len..];
-        if (100..200).contains(&status) || status == 204 || status == 304 {
+        if method == Some("CONNECT") && (200..300).contains(&status) {
+            break;
+        }
+        if (100..200).contains(&status) || status == 204 || status == 304 || method == Some("HEAD")
+        {
             continue;
         }
         if chunked {
@@ -171,7 +185,6 @@ pub fn parse_responses(output: &[u8]) -> Result<Vec<u16>, String> {
                 }
                 rest = &rest[n..];
             }
-            None if (200..300).contains(&status) => break,
             None => return Err(format!("a {status} without Content-Length")),
         }
     }
@@ -276,6 +289,10 @@ async fn respond(
     assert!(via.seen_in(&forwarded), "our own Via is not recognised");
 
     let mut res = Response::new(Empty::new());
+    res.headers_mut().insert(
+        METHOD_HEADER,
+        HeaderValue::from_str(req.method().as_str()).expect("a method is a token"),
+    );
     if req.method() == Method::CONNECT {
         let upgrade = hyper::upgrade::on(&mut req);
         let tunnel = tokio::spawn(counted(
@@ -618,15 +635,19 @@ mod tests {
 
     #[test]
     fn responses_are_checked() {
-        let ok = b"HTTP/1.1 100 Continue\r\n\r\nHTTP/1.1 200 OK\r\ncontent-length: 2\r\n\r\nhiHTTP/1.1 400 Bad Request\r\ncontent-length: 0\r\n\r\n";
-        assert_eq!(parse_responses(ok), Ok(vec![100, 200, 400]));
+        let ok = b"HTTP/1.1 100 Continue\r\n\r\nHTTP/1.1 200 OK\r\ncontent-length: 2\r\n\r\nhi\
+                   HTTP/1.1 200 OK\r\nx-request-method: HEAD\r\ncontent-length: 9\r\n\r\n\
+                   HTTP/1.1 400 Bad Request\r\ncontent-length: 0\r\n\r\n\
+                   HTTP/1.0 200 OK\r\nx-request-method: CONNECT\r\n\r\ntunnel bytes";
+        assert_eq!(parse_responses(ok), Ok(vec![100, 200, 200, 400, 200]));
         assert_eq!(parse_responses(b""), Ok(vec![]));
         for bad in [
             &b"HTTP/1.1 200 OK\r\ncontent-length: 5\r\n\r\nhi"[..],
             b"HTTP/1.1 200 OK\r\n",
-            b"HTTP/1.0 200 OK\r\n\r\n",
+            b"HTTP/2 200 OK\r\n\r\n",
             b"HTTP/1.1 400 Bad Request\r\n\r\n",
             b"HTTP/1.1 200 OK\r\nbad header\r\n\r\n",
+            b"HTTP/1.1 200 OK\r\n\r\n",
         ] {
             assert!(parse_responses(bad).is_err(), "{:?}", bad);
         }

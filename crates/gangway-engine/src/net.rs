@@ -71,6 +71,16 @@ impl FromStr for Cidr {
         if prefix > max {
             return Err(CidrParseError);
         }
+        // An IPv4-mapped network (::ffff:a.b.c.d/104) is an IPv4 one: store
+        // it so, since clients are compared as IPv4 too.
+        if let IpAddr::V6(v6) = addr {
+            if let (Some(v4), true) = (v6.to_ipv4_mapped(), prefix >= 96) {
+                return Ok(Cidr {
+                    addr: IpAddr::V4(v4),
+                    prefix: prefix - 96,
+                });
+            }
+        }
         Ok(Cidr { addr, prefix })
     }
 }
@@ -121,6 +131,15 @@ mod tests {
         assert!(!c.contains(ip("::2")));
         let all: Cidr = "0.0.0.0/0".parse().expect("cidr");
         assert!(all.contains(ip("8.8.8.8")));
+    }
+
+    #[test]
+    fn ipv4_mapped_networks_are_ipv4() {
+        let c: Cidr = "::ffff:10.0.0.0/104".parse().expect("cidr");
+        assert!(c.contains(ip("10.1.2.3")));
+        assert!(c.contains(ip("::ffff:10.1.2.3")));
+        let one: Cidr = "::ffff:0:0".parse().expect("cidr");
+        assert!(one.contains(ip("::ffff:0:0")));
     }
 
     #[test]

@@ -78,8 +78,8 @@ fn every_past_crash_passes() {
     replay("regressions");
 }
 
-/// Past hyper's 64 KiB head limit, which a fuzzer's small inputs do not
-/// reach: the bridge answers 431 and closes.
+/// Past the 64 KiB head limit, which a fuzzer's small inputs do not reach,
+/// or past 100 fields: the bridge answers 431 and closes.
 #[test]
 fn an_oversized_head_gets_431() {
     let mut head = b"GET http://example.com/ HTTP/1.1\r\nHost: example.com\r\n".to_vec();
@@ -89,17 +89,31 @@ fn an_oversized_head_gets_431() {
     head.extend_from_slice(b"\r\n");
     let output = fuzzing::serve_bytes(&head);
     assert_eq!(fuzzing::parse_responses(&output), Ok(vec![431]));
+
+    // Small, but more fields than hyper's default limit of 100.
+    let mut head = b"GET http://example.com/ HTTP/1.1\r\n".to_vec();
+    for i in 0..101 {
+        head.extend_from_slice(format!("X-H{i}: v\r\n").as_bytes());
+    }
+    head.extend_from_slice(b"\r\n");
+    let output = fuzzing::serve_bytes(&head);
+    assert_eq!(fuzzing::parse_responses(&output), Ok(vec![431]));
 }
 
 /// The harness reads the bridge's answers as a client would: pipelined
-/// requests each get one, and a CONNECT's 200 ends the HTTP part.
+/// requests each get one (HEAD's without a body), and a CONNECT's 200 ends
+/// the HTTP part.
 #[test]
 fn the_harness_sees_pipelined_answers() {
     let input = b"GET http://a.example/ HTTP/1.1\r\nHost: a.example\r\n\r\n\
+                  HEAD http://a.example/ HTTP/1.1\r\nHost: a.example\r\n\r\n\
                   POST http://a.example/ HTTP/1.1\r\nHost: a.example\r\nTransfer-Encoding: chunked\r\n\r\n3\r\nabc\r\n0\r\n\r\n\
                   CONNECT b.example:443 HTTP/1.1\r\nHost: b.example:443\r\n\r\n\x16\x03\x01";
     let output = fuzzing::serve_bytes(input);
-    assert_eq!(fuzzing::parse_responses(&output), Ok(vec![200, 200, 200]));
+    assert_eq!(
+        fuzzing::parse_responses(&output),
+        Ok(vec![200, 200, 200, 200])
+    );
     let text = String::from_utf8_lossy(&output);
     assert!(text.contains("x-body-bytes: 0\r\n"), "{text}");
     assert!(text.contains("x-body-bytes: 3\r\n"), "{text}");

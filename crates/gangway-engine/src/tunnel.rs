@@ -197,7 +197,9 @@ async fn relay(client: Upgraded, far: Far, rec: &mut Recorder) {
     };
     let (up, down) = rec.counters();
     let result = match (client, far) {
-        (Either::Socket(a, pa), Either::Socket(b, pb)) => pump_both(a, pa, b, pb, up, down).await,
+        (Either::Socket(a, pa), Either::Socket(b, pb)) => {
+            sockets_both(a, pa, b, pb, up, down).await
+        }
         (Either::Socket(a, pa), Either::Upgraded(b)) => {
             pump_both(a, pa, b, Bytes::new(), up, down).await
         }
@@ -218,6 +220,71 @@ async fn relay(client: Upgraded, far: Far, rec: &mut Recorder) {
 enum Either {
     Socket(TcpStream, Bytes),
     Upgraded(TokioIo<Upgraded>),
+}
+
+/// [`pump_both`] for two plain sockets, the usual case: each direction
+/// waits for readiness before it holds a buffer, and lets the buffer go
+/// once the socket is drained, so an idle tunnel holds no buffer at all.
+async fn sockets_both(
+    a: TcpStream,
+    a_early: Bytes,
+    b: TcpStream,
+    b_early: Bytes,
+    up: Arc<AtomicU64>,
+    down: Arc<AtomicU64>,
+) -> std::io::Result<()> {
+    let (ar, mut aw) = a.into_split();
+    let (br, mut bw) = b.into_split();
+    let ab = socket_pump(&ar, &mut bw, a_early, &up);
+    let ba = socket_pump(&br, &mut aw, b_early, &down);
+    tokio::pin!(ab, ba);
+    let (mut ab_done, mut ba_done) = (false, false);
+    while !(ab_done && ba_done) {
+        tokio::select! {
+            r = &mut ab, if !ab_done => { r?; ab_done = true; }
+            r = &mut ba, if !ba_done => { r?; ba_done = true; }
+        }
+    }
+    Ok(())
+}
+
+async fn socket_pump(
+    reader: &tokio::net::tcp::OwnedReadHalf,
+    writer: &mut tokio::net::tcp::OwnedWriteHalf,
+    early: Bytes,
+    counter: &AtomicU64,
+) -> std::io::Result<()> {
+    if !early.is_empty() {
+        writer.write_all(&early).await?;
+        counter.fetch_add(early.len() as u64, Relaxed);
+    }
+    let mut size = RELAY_BUFFER_MIN;
+    loop {
+        reader.readable().await?;
+        // Held only while data is flowing: allocated at readiness (without
+        // zeroing), dropped when the socket is drained.
+        let mut buf: Vec<u8> = Vec::with_capacity(size);
+        loop {
+            buf.clear();
+            match reader.try_read_buf(&mut buf) {
+                Ok(0) => {
+                    writer.shutdown().await?;
+                    return Ok(());
+                }
+                Ok(n) => {
+                    writer.write_all(&buf[..n]).await?;
+                    counter.fetch_add(n as u64, Relaxed);
+                    if n == buf.capacity() && size < RELAY_BUFFER_MAX {
+                        size = (size * 2).min(RELAY_BUFFER_MAX);
+                        buf.clear();
+                        buf.reserve(size);
+                    }
+                }
+                Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => break,
+                Err(e) => return Err(e),
+            }
+        }
+    }
 }
 
 /// Copies both ways until both directions reach end of stream (a

@@ -258,6 +258,9 @@ async fn socket_pump(
         writer.write_all(&early).await?;
         counter.fetch_add(early.len() as u64, Relaxed);
     }
+    // `early` is a view into hyper's read buffer: holding it would keep
+    // that whole buffer alive for the tunnel's lifetime.
+    drop(early);
     let mut size = RELAY_BUFFER_MIN;
     loop {
         reader.readable().await?;
@@ -334,6 +337,9 @@ where
         writer.write_all(&early).await?;
         counter.fetch_add(early.len() as u64, Relaxed);
     }
+    // `early` is a view into hyper's read buffer: holding it would keep
+    // that whole buffer alive for the tunnel's lifetime.
+    drop(early);
     let mut buf = vec![0u8; RELAY_BUFFER_MIN];
     loop {
         let n = reader.read(&mut buf).await?;

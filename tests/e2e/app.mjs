@@ -1,0 +1,452 @@
+// The end-to-end driver, run by session.sh inside the private D-Bus session.
+// It starts its own Squid (Basic auth), a local origin and tauri-driver,
+// drives the real settings window over WebDriver, clicks the tray menu over
+// dbusmenu (tray.py), and checks what a user would: GNOME's proxy settings,
+// the keyring, curl through the bridge, and recovery after SIGKILL.
+// Every wait is bounded; every process it starts is stopped by its pid.
+
+import { execFileSync, spawn } from "node:child_process";
+import fs from "node:fs";
+import net from "node:net";
+import path from "node:path";
+
+const WORK = process.env.GANGWAY_E2E_WORK;
+const APP = process.env.GANGWAY_E2E_APP;
+const ART = process.env.GANGWAY_E2E_ARTIFACTS;
+const TAURI_DRIVER = process.env.TAURI_DRIVER;
+const HERE = path.dirname(new URL(import.meta.url).pathname);
+const TRAY_ITEMS = path.join(WORK, "tray-items");
+const USER = "bob";
+const PASSWORD = "corp pässword 7";
+const WAIT_MS = 20_000;
+
+// The "corporate" setting GNOME starts with: a PAC URL in automatic mode,
+// plus a manual proxy and ignore list left over from earlier.
+const SEED = [
+  ["org.gnome.system.proxy", "mode", "'auto'"],
+  ["org.gnome.system.proxy", "autoconfig-url", "'http://wpad.corp.example/proxy.pac'"],
+  ["org.gnome.system.proxy", "ignore-hosts", "['corp.example', '10.0.0.0/8']"],
+  ["org.gnome.system.proxy.http", "host", "'proxy.corp.example'"],
+  ["org.gnome.system.proxy.http", "port", "8080"],
+  ["org.gnome.system.proxy.https", "host", "'proxy.corp.example'"],
+  ["org.gnome.system.proxy.https", "port", "8080"],
+];
+
+const children = [];
+let currentDriver; // for a screenshot when the run stops early
+let passed = 0;
+let failed = 0;
+
+function log(msg) {
+  console.log(`e2e: ${msg}`);
+}
+
+function check(name, ok, detail = "") {
+  if (ok) {
+    passed++;
+    console.log(`  ok   ${name}`);
+  } else {
+    failed++;
+    console.log(`  FAIL ${name}${detail ? `: ${detail}` : ""}`);
+  }
+}
+
+const sleep = (ms) => new Promise((r) => setTimeout(r, ms));
+
+async function waitFor(what, fn, ms = WAIT_MS) {
+  const until = Date.now() + ms;
+  let last;
+  while (Date.now() < until) {
+    try {
+      last = await fn();
+      if (last) return last;
+    } catch (e) {
+      last = e;
+    }
+    await sleep(200);
+  }
+  throw new Error(`timed out waiting for ${what} (last: ${last instanceof Error ? last.message : JSON.stringify(last)})`);
+}
+
+function run(cmd, args, opts = {}) {
+  return execFileSync(cmd, args, { encoding: "utf8", timeout: 15_000, ...opts }).trim();
+}
+
+function start(name, cmd, args, opts = {}) {
+  const out = fs.openSync(path.join(ART, `${name}.log`), "w");
+  const child = spawn(cmd, args, { stdio: ["ignore", out, out], ...opts });
+  children.push(child);
+  return child;
+}
+
+function stop(child, signal = "SIGTERM") {
+  if (child && child.exitCode === null && child.signalCode === null) child.kill(signal);
+}
+
+function freePort() {
+  return new Promise((resolve, reject) => {
+    const srv = net.createServer();
+    srv.listen(0, "127.0.0.1", () => {
+      const { port } = srv.address();
+      srv.close(() => resolve(port));
+    });
+    srv.on("error", reject);
+  });
+}
+
+function portOpen(port) {
+  return new Promise((resolve) => {
+    const s = net.connect(port, "127.0.0.1");
+    s.on("connect", () => {
+      s.destroy();
+      resolve(true);
+    });
+    s.on("error", () => resolve(false));
+  });
+}
+
+// ---- GNOME settings -------------------------------------------------------
+
+const gget = (schema, key) => run("gsettings", ["get", schema, key]);
+const proxyDump = () => run("dconf", ["dump", "/system/proxy/"]);
+
+function seedGnome() {
+  for (const [schema, key, value] of SEED) run("gsettings", ["set", schema, key, value]);
+  return proxyDump();
+}
+
+// ---- Squid and the origin -------------------------------------------------
+
+async function startSquid() {
+  const dir = path.join(WORK, "squid");
+  fs.mkdirSync(dir, { recursive: true });
+  const port = await freePort();
+  run("htpasswd", ["-b", "-c", path.join(dir, "passwd"), USER, PASSWORD]);
+  const conf = `http_port 127.0.0.1:${port}
+pid_filename ${dir}/squid.pid
+access_log stdio:${dir}/access.log squid
+cache_log ${dir}/cache.log
+cache_store_log none
+coredump_dir ${dir}
+netdb_filename none
+pinger_enable off
+logfile_rotate 0
+cache deny all
+cache_mem 8 MB
+shutdown_lifetime 0 seconds
+visible_hostname gangway-e2e
+dns_nameservers 127.0.0.1
+hosts_file ${dir}/hosts
+auth_param basic program /usr/lib/squid/basic_ncsa_auth ${dir}/passwd
+auth_param basic children 2 startup=1 idle=1
+auth_param basic realm gangway-e2e
+acl loopback_clients src 127.0.0.0/8
+http_access deny !loopback_clients
+acl authenticated proxy_auth REQUIRED
+http_access allow authenticated
+http_access deny all
+`;
+  fs.writeFileSync(path.join(dir, "squid.conf"), conf);
+  // No resolver here: the probe's example.com resolves to a closed local
+  // port, so Squid answers at once (503) once it has accepted the password.
+  fs.writeFileSync(path.join(dir, "hosts"), "127.0.0.1 localhost example.com\n");
+  // Squid drops to the proxy user, which must write its logs here.
+  run("chown", ["-R", "proxy:proxy", dir]);
+  const child = start("squid", "squid", ["-N", "-f", path.join(dir, "squid.conf")]);
+  await waitFor("Squid to listen", () => portOpen(port));
+  return { port, child, accessLog: () => fs.readFileSync(path.join(dir, "access.log"), "utf8") };
+}
+
+async function startOrigin() {
+  const dir = path.join(WORK, "origin");
+  fs.mkdirSync(dir, { recursive: true });
+  fs.writeFileSync(path.join(dir, "hello.txt"), "hello through the gangway\n");
+  const port = await freePort();
+  const child = start("origin", "/usr/bin/python3", ["-m", "http.server", String(port), "--bind", "127.0.0.1", "--directory", dir]);
+  await waitFor("the origin to listen", () => portOpen(port));
+  return { port, child };
+}
+
+// ---- WebDriver --------------------------------------------------------------
+
+const ELEMENT = "element-6066-11e4-a52e-4f735466cecf";
+
+class WebDriver {
+  constructor(port) {
+    this.base = `http://127.0.0.1:${port}`;
+  }
+  async req(method, p, body) {
+    const res = await fetch(this.base + p, {
+      method,
+      headers: { "content-type": "application/json" },
+      body: body === undefined ? undefined : JSON.stringify(body),
+      signal: AbortSignal.timeout(30_000),
+    });
+    const json = await res.json();
+    if (!res.ok) throw new Error(`${method} ${p}: ${JSON.stringify(json.value)}`);
+    return json.value;
+  }
+  async open(application) {
+    const v = await this.req("POST", "/session", {
+      capabilities: { alwaysMatch: { "tauri:options": { application } } },
+    });
+    this.session = `/session/${v.sessionId}`;
+  }
+  async close() {
+    if (!this.session) return;
+    try {
+      await this.req("DELETE", this.session);
+    } catch {
+      // The app may already be gone (it was killed on purpose).
+    }
+    this.session = undefined;
+  }
+  async find(css) {
+    const v = await this.req("POST", `${this.session}/element`, { using: "css selector", value: css });
+    return v[ELEMENT];
+  }
+  async type(css, text) {
+    const id = await this.find(css);
+    await this.req("POST", `${this.session}/element/${id}/clear`, {});
+    if (text !== "") await this.req("POST", `${this.session}/element/${id}/value`, { text });
+  }
+  async click(css) {
+    const id = await this.find(css);
+    await this.req("POST", `${this.session}/element/${id}/click`, {});
+  }
+  async text(css) {
+    const id = await this.find(css);
+    return this.req("GET", `${this.session}/element/${id}/text`);
+  }
+  async exec(script, args = []) {
+    return this.req("POST", `${this.session}/execute/sync`, { script, args });
+  }
+  async screenshot(file) {
+    const b64 = await this.req("GET", `${this.session}/screenshot`);
+    fs.writeFileSync(file, Buffer.from(b64, "base64"));
+  }
+}
+
+// ---- The tray ----------------------------------------------------------------
+
+const tray = (cmd, file, ...rest) => {
+  const opts = typeof rest[rest.length - 1] === "object" ? rest.pop() : {};
+  return run("/usr/bin/python3", [path.join(HERE, "tray.py"), cmd, file, ...rest], opts);
+};
+const trayMenu = () => JSON.parse(tray("menu", TRAY_ITEMS));
+const trayClick = (label) => tray("click", TRAY_ITEMS, label);
+const trayPid = () => Number(tray("pid", TRAY_ITEMS, { stdio: ["ignore", "pipe", "ignore"] }));
+
+async function waitForTray(pid) {
+  // The item is live and belongs to this app process.
+  return waitFor("the tray item to register", () => {
+    const menu = trayMenu();
+    return (pid === undefined || trayPid() === pid) && menu.some((e) => e.label === "Enable bridging") && menu;
+  });
+}
+
+function statusLine(menu) {
+  // The disabled item right after "Enable bridging".
+  const i = menu.findIndex((e) => e.label === "Enable bridging");
+  return menu[i + 1]?.label ?? "";
+}
+
+function alive(pid) {
+  try {
+    process.kill(pid, 0);
+    return true;
+  } catch {
+    return false;
+  }
+}
+
+// ---- The test ------------------------------------------------------------------
+
+async function main() {
+  const seeded = seedGnome();
+  log(`seeded GNOME:\n${seeded}`);
+  const squid = await startSquid();
+  const origin = await startOrigin();
+  const bridgePort = await freePort();
+  log(`squid on ${squid.port}, origin on ${origin.port}, bridge will listen on ${bridgePort}`);
+
+  const wdPort = await freePort();
+  const nativePort = await freePort();
+  const driverProc = start("tauri-driver", TAURI_DRIVER, ["--port", String(wdPort), "--native-port", String(nativePort)]);
+  await waitFor("tauri-driver", () => portOpen(wdPort));
+  const wd = new WebDriver(wdPort);
+  await wd.open(APP);
+  currentDriver = wd;
+
+  // 1. The settings window opens on first run; fill it for Squid.
+  await waitFor("the settings form", async () => (await wd.exec("return document.getElementById('listenPort').value")) === "3128");
+  await wd.exec(
+    "const s = document.getElementById('proxyType'); s.value = 'basic'; s.dispatchEvent(new Event('input', {bubbles: true})); s.dispatchEvent(new Event('change', {bubbles: true}));",
+  );
+  await wd.type("#upstreamHost", "127.0.0.1");
+  await wd.type("#upstreamPort", String(squid.port));
+  await wd.type("#user", USER);
+  await wd.type("#password", PASSWORD);
+  await wd.type("#listenPort", String(bridgePort));
+  // An empty bypass list sends loopback through Squid too, so curl to the
+  // local origin proves the whole path.
+  await wd.type("#bypass", "");
+
+  await wd.click("#test");
+  const verdict = await waitFor("the connection test", async () => {
+    const t = await wd.text("#testResult");
+    return t && !t.startsWith("Testing") && t;
+  });
+  check("Test connection says the credentials are accepted", /Basic as bob: accepted/.test(verdict), verdict);
+
+  await wd.click("#save");
+  const saved = await waitFor("the save", async () => {
+    const t = await wd.text("#saveResult");
+    return t && t !== "Saving…" && t;
+  });
+  check("the settings are saved", saved.startsWith("Saved"), saved);
+  const hint = await wd.text("#passwordHint");
+  check("the window says the password is stored in the keyring", hint.startsWith("Stored in keyring"), hint);
+  const field = await wd.exec("return document.getElementById('password').value");
+  check("the password field stays empty after saving", field === "", field);
+  // WebKitWebDriver's own screenshot can show stale tiles under Xvfb, so
+  // the artifact is what the X server shows: the window, captured by name.
+  await wd.exec("window.scrollTo(0, 0)");
+  await sleep(300);
+  // WebKitWebDriver's own screenshot may show stale tiles, and the X
+  // screen may lag until WebKit paints; taking the WebDriver one first makes
+  // it paint. Xvfb's root is black and the settings window the only one on
+  // it: trimming the black away leaves exactly the window as shown.
+  await wd.screenshot(path.join(ART, "settings-webdriver.png"));
+  await sleep(500);
+  const screen = path.join(ART, "screen.png");
+  run("import", ["-window", "root", screen]);
+  run("convert", [screen, "-trim", "+repage", path.join(ART, "settings.png")]);
+  log(`screenshot of the settings window: ${path.join(ART, "settings.png")}`);
+
+  // 2. The password is in the keyring and in no file.
+  const account = `${USER}@127.0.0.1:${squid.port}`;
+  let fromKeyring = "";
+  try {
+    fromKeyring = run("secret-tool", ["lookup", "service", "gangway", "username", account]);
+  } catch (e) {
+    fromKeyring = `(lookup failed: ${e.message})`;
+  }
+  check("secret-tool finds the password in gnome-keyring", fromKeyring === PASSWORD, fromKeyring);
+  const hits = [];
+  for (const dir of [process.env.XDG_CONFIG_HOME, process.env.XDG_DATA_HOME]) {
+    for (const f of fs.readdirSync(dir, { recursive: true })) {
+      const p = path.join(dir, f);
+      // The keyring's own (encrypted) file is the one place it belongs.
+      if (p.includes(`${path.sep}keyrings${path.sep}`) || !fs.statSync(p).isFile()) continue;
+      if (fs.readFileSync(p).includes(Buffer.from(PASSWORD))) hits.push(p);
+    }
+  }
+  check("no file under the config or data dirs holds the password", hits.length === 0, hits.join(", "));
+  const settingsFile = path.join(process.env.XDG_CONFIG_HOME, "io.gangway.desktop", "settings.json");
+  const mode = fs.statSync(settingsFile).mode & 0o777;
+  check("the settings file is private (0600)", mode === 0o600, mode.toString(8));
+
+  // 3. Enable through the tray menu.
+  const appPid = await waitFor("the tray item", () => trayPid());
+  let menu = await waitForTray(appPid);
+  check("the tray menu has every item", ["Enable bridging", "Settings…", "Connection log…", "Copy proxy settings for terminals", "Quit"].every((l) => menu.some((e) => e.label === l)), JSON.stringify(menu.map((e) => e.label)));
+  trayClick("Enable bridging");
+  await waitFor("GNOME to point at the bridge", () => gget("org.gnome.system.proxy", "mode") === "'manual'" && gget("org.gnome.system.proxy.http", "port") === String(bridgePort));
+  check("gsettings: manual mode", gget("org.gnome.system.proxy", "mode") === "'manual'");
+  check("gsettings: http 127.0.0.1:port", gget("org.gnome.system.proxy.http", "host") === "'127.0.0.1'" && gget("org.gnome.system.proxy.http", "port") === String(bridgePort));
+  check("gsettings: https 127.0.0.1:port", gget("org.gnome.system.proxy.https", "host") === "'127.0.0.1'" && gget("org.gnome.system.proxy.https", "port") === String(bridgePort));
+  check("gsettings: ignore-hosts is the bridge's (empty) bypass list", gget("org.gnome.system.proxy", "ignore-hosts") === "@as []", gget("org.gnome.system.proxy", "ignore-hosts"));
+  check("gsettings: SOCKS untouched", gget("org.gnome.system.proxy.socks", "host") === "''");
+  menu = await waitFor("the tray to show bridging", () => {
+    const m = trayMenu();
+    return statusLine(m).startsWith("Bridging") && m;
+  });
+  const line = statusLine(menu);
+  check("the tray status line says where traffic goes", line === `Bridging 127.0.0.1:${bridgePort} -> 127.0.0.1:${squid.port}, Basic as bob`, line);
+  check("the tray shows bridging as checked", menu.find((e) => e.label === "Enable bridging")?.["toggle-state"] === 1);
+
+  // The terminal lines on the clipboard point at the bridge too.
+  trayClick("Copy proxy settings for terminals");
+  const clip = await waitFor("the clipboard", () => {
+    const t = run("xclip", ["-selection", "clipboard", "-o"], { stdio: ["ignore", "pipe", "ignore"] });
+    return t.includes("export") && t;
+  }).catch((e) => e.message);
+  check("Copy proxy settings for terminals puts bash and PowerShell lines on the clipboard",
+    clip.includes(`export http_proxy='http://127.0.0.1:${bridgePort}'`) && clip.includes(`$env:HTTPS_PROXY = 'http://127.0.0.1:${bridgePort}'`), clip);
+
+  // 4. curl through the bridge reaches the origin, through Squid.
+  let body = "";
+  try {
+    body = run("curl", ["-sS", "--max-time", "10", "-x", `http://127.0.0.1:${bridgePort}`, `http://127.0.0.1:${origin.port}/hello.txt`]);
+  } catch (e) {
+    body = e.message;
+  }
+  check("curl through the bridge reaches the local origin", body === "hello through the gangway", body);
+  await sleep(300);
+  check("the request went through Squid, authenticated as bob", squid.accessLog().split("\n").some((l) => l.includes(`/hello.txt`) && l.includes(" bob ") && l.includes("/200 ")), squid.accessLog());
+
+  // 5. Disable: GNOME is back to the corporate values, exactly.
+  trayClick("Enable bridging");
+  await waitFor("GNOME to be restored", () => proxyDump() === seeded).catch(() => {});
+  check("disabling restores the seeded corporate settings exactly", proxyDump() === seeded, proxyDump());
+
+  // 6. Enable, SIGKILL the app, start it again: the corporate values are back.
+  trayClick("Enable bridging");
+  await waitFor("GNOME to point at the bridge again", () => gget("org.gnome.system.proxy", "mode") === "'manual'");
+  process.kill(appPid, "SIGKILL");
+  await waitFor("the app to die", () => !alive(appPid));
+  await wd.close();
+  check("after SIGKILL the system still points at the dead bridge", gget("org.gnome.system.proxy", "mode") === "'manual'");
+  const again = start("app-restarted", APP, []);
+  await waitFor("the restarted app to restore GNOME", () => proxyDump() === seeded).catch(() => {});
+  check("the restarted app restores the corporate settings", proxyDump() === seeded, proxyDump());
+  menu = await waitForTray(again.pid);
+  check("the restarted app says so once, in the tray", /did not shut down cleanly/.test(statusLine(menu)), statusLine(menu));
+
+  // A second launch hands over to the running instance and exits.
+  const second = start("app-second", APP, []);
+  await waitFor("the second instance to exit", () => second.exitCode !== null || second.signalCode !== null).catch(() => {});
+  check("a second launch exits and leaves the first one running", second.exitCode === 0 && alive(again.pid), `exit ${second.exitCode}`);
+  await waitFor("the settings window of the first instance", () => {
+    const names = run("xwininfo", ["-root", "-tree"], { stdio: ["ignore", "pipe", "ignore"] });
+    return names.includes("Gangway Settings");
+  }).then(() => check("the second launch brings the settings window forward", true))
+    .catch((e) => check("the second launch brings the settings window forward", false, e.message));
+
+  // 7. SIGTERM restores too.
+  trayClick("Enable bridging");
+  await waitFor("GNOME to point at the bridge (restarted app)", () => gget("org.gnome.system.proxy", "mode") === "'manual'");
+  process.kill(again.pid, "SIGTERM");
+  await waitFor("the app to exit on SIGTERM", () => again.exitCode !== null || again.signalCode !== null);
+  check("SIGTERM restores the corporate settings", proxyDump() === seeded, proxyDump());
+  check("SIGTERM exits cleanly", again.exitCode === 0, `exit ${again.exitCode} signal ${again.signalCode}`);
+
+  stop(driverProc);
+}
+
+let crashed = false;
+try {
+  await main();
+} catch (e) {
+  crashed = true;
+  failed++;
+  console.log(`  FAIL the run stopped: ${e.stack ?? e}`);
+  if (currentDriver?.session) {
+    try {
+      await currentDriver.screenshot(path.join(ART, "failure.png"));
+      const errors = await currentDriver.exec(
+        "return Array.from(document.querySelectorAll('[data-error-for]')).map(e => e.dataset.errorFor + ': ' + e.textContent).filter(t => !t.endsWith(': ')).join('; ')",
+      );
+      console.log(`  the window's errors: ${errors || "(none)"}; screenshot: ${path.join(ART, "failure.png")}`);
+    } catch (err) {
+      console.log(`  (no screenshot: ${err.message})`);
+    }
+  }
+} finally {
+  for (const c of children) stop(c);
+  await sleep(500);
+  for (const c of children) stop(c, "SIGKILL");
+}
+console.log(`e2e: ${passed} passed, ${failed} failed`);
+process.exit(failed === 0 && !crashed ? 0 : 1);

@@ -104,15 +104,7 @@ async fn forward(
             &timeouts,
         )
         .await?;
-    rec.mark_first_byte();
-    if let Some(t) = exchange.connect_time {
-        rec.set_connect_time(t);
-    }
-    if let Some(t) = exchange.auth_time {
-        rec.set_auth_time(t);
-        engine.stats.handshakes.fetch_add(1, Relaxed);
-    }
-    rec.set_auth(exchange.auth.clone());
+    exchange.record(rec, &engine.stats);
 
     let (mut parts, incoming) = exchange.response.into_parts();
     rec.set_status(parts.status.as_u16());

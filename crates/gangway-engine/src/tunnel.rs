@@ -140,15 +140,7 @@ async fn open(
             &timeouts,
         )
         .await?;
-    rec.mark_first_byte();
-    if let Some(t) = exchange.connect_time {
-        rec.set_connect_time(t);
-    }
-    if let Some(t) = exchange.auth_time {
-        rec.set_auth_time(t);
-        engine.stats.handshakes.fetch_add(1, Relaxed);
-    }
-    rec.set_auth(exchange.auth.clone());
+    exchange.record(rec, &engine.stats);
     let response = exchange.response;
     if !response.status().is_success() {
         // The upstream said no (403 by policy, 502 for a dead target...):

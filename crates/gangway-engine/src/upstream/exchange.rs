@@ -83,6 +83,25 @@ pub struct Exchange {
     pub auth_time: Option<Duration>,
 }
 
+impl Exchange {
+    /// Puts what the exchange learned on the request's event (response
+    /// head arrival, connect and auth timings, auth use) and counts a
+    /// handshake when one happened.
+    pub fn record(&self, rec: &mut crate::events::Recorder, stats: &crate::stats::Stats) {
+        rec.mark_first_byte();
+        if let Some(t) = self.connect_time {
+            rec.set_connect_time(t);
+        }
+        if let Some(t) = self.auth_time {
+            rec.set_auth_time(t);
+            stats
+                .handshakes
+                .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        }
+        rec.set_auth(self.auth.clone());
+    }
+}
+
 #[derive(Debug)]
 pub struct Connector {
     pub pool: Pool,

@@ -56,15 +56,7 @@ pub(crate) async fn serve(
             async move {
                 if !allowed {
                     let err = ProxyError::Forbidden(peer.ip());
-                    let mut rec = engine.events.start(
-                        Kind::Request,
-                        peer,
-                        req.method().as_str(),
-                        req.uri().to_string(),
-                    );
-                    rec.set_status(err.status().as_u16());
-                    rec.set_error(err.to_string());
-                    return Ok::<_, Infallible>(err.to_response());
+                    return Ok::<_, Infallible>(router::refuse(&engine, peer, &req, err));
                 }
                 Ok(router::handle(engine, peer, permit, req).await)
             }

@@ -79,6 +79,14 @@ impl ProxyError {
         }
     }
 
+    /// Records this error on the request's event and gives the response
+    /// the client sees.
+    pub fn answer(&self, rec: &mut crate::events::Recorder) -> Response<ResBody> {
+        rec.set_status(self.status().as_u16());
+        rec.set_error(self.to_string());
+        self.to_response()
+    }
+
     /// The response the client sees: the status and this error in words.
     pub fn to_response(&self) -> Response<ResBody> {
         let text = format!("Gangway: {self}\n");

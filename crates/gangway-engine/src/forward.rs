@@ -39,9 +39,7 @@ pub(crate) async fn handle(
         Ok(relay) => relay.respond(&engine, rec),
         Err(err) => {
             tracing::debug!("request #{} failed: {err}", rec.id());
-            rec.set_status(err.status().as_u16());
-            rec.set_error(err.to_string());
-            err.to_response()
+            err.answer(&mut rec)
         }
     }
 }

@@ -67,9 +67,7 @@ pub(crate) fn refuse<B>(
     let mut rec = engine
         .events
         .start(kind, client, req.method().as_str(), req.uri().to_string());
-    rec.set_status(err.status().as_u16());
-    rec.set_error(err.to_string());
-    err.to_response()
+    err.answer(&mut rec)
 }
 
 /// Where a request to `host` goes: `None` for direct.

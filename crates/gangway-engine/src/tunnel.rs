@@ -47,19 +47,12 @@ pub(crate) async fn handle(
     let mut rec = engine.events.start(Kind::Tunnel, client, "CONNECT", target);
     rec.set_request_headers(req.headers());
     let Some((host, port)) = target_of(req.uri()) else {
-        let err = ProxyError::BadRequest("CONNECT needs host:port".into());
-        rec.set_status(err.status().as_u16());
-        rec.set_error(err.to_string());
-        return err.to_response();
+        return ProxyError::BadRequest("CONNECT needs host:port".into()).answer(&mut rec);
     };
     let far = match open(&engine, &routing, &host, port, &req, &mut rec).await {
         Ok(Ok(far)) => far,
         Ok(Err(refusal)) => return refusal,
-        Err(err) => {
-            rec.set_status(err.status().as_u16());
-            rec.set_error(err.to_string());
-            return err.to_response();
-        }
+        Err(err) => return err.answer(&mut rec),
     };
     rec.set_status(200);
     engine.stats.tunnels.fetch_add(1, Relaxed);

@@ -12,7 +12,7 @@ use gangway_auth::{basic, Challenge, Credentials, Scheme};
 use http::{header, HeaderMap, StatusCode};
 use zeroize::Zeroizing;
 
-use super::gate::{CredentialGate, CredentialStatus, Pass};
+use super::gate::{CredentialGate, CredentialStatus, Pass, Refusal};
 use crate::error::ProxyError;
 use crate::settings::ProxyType;
 
@@ -160,18 +160,17 @@ impl AuthState {
 
     async fn pass(&self, a: &mut Attempt) -> Result<(), ProxyError> {
         if a.pass.is_none() {
-            let pass = self.gate.pass(VERIFY_WAIT).await.map_err(|scheme| {
-                if scheme.contains(' ') {
-                    ProxyError::AuthFailed {
+            let pass = self
+                .gate
+                .pass(VERIFY_WAIT)
+                .await
+                .map_err(|refusal| match refusal {
+                    Refusal::Rejected(scheme) => self.rejected(&scheme),
+                    Refusal::StillVerifying => ProxyError::AuthFailed {
                         upstream: self.upstream.clone(),
-                        reason: format!(
-                            "another request is still verifying the credentials ({scheme})"
-                        ),
-                    }
-                } else {
-                    self.rejected(&scheme)
-                }
-            })?;
+                        reason: "another request is still verifying the credentials".into(),
+                    },
+                })?;
             a.pass = Some(pass);
         }
         Ok(())

@@ -34,6 +34,15 @@ pub struct CredentialGate {
     failures: std::sync::atomic::AtomicU32,
 }
 
+/// Why a request may not send the credentials.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Refusal {
+    /// The upstream rejected them with this scheme.
+    Rejected(String),
+    /// Another request is still verifying them and did not finish in time.
+    StillVerifying,
+}
+
 /// Permission to send credentials. Holding `Some` permit means this
 /// request is the one verifying unproven credentials; dropping it without
 /// a verdict lets the next request try.
@@ -62,18 +71,17 @@ impl CredentialGate {
     }
 
     /// Waits (up to `wait`) until this request may send credentials.
-    /// `Err(scheme)` when they were rejected.
-    pub async fn pass(&self, wait: Duration) -> Result<Pass, String> {
+    pub async fn pass(&self, wait: Duration) -> Result<Pass, Refusal> {
         loop {
             match self.status() {
                 CredentialStatus::Accepted => return Ok(Pass(None)),
-                CredentialStatus::Rejected { scheme, .. } => return Err(scheme),
+                CredentialStatus::Rejected { scheme, .. } => return Err(Refusal::Rejected(scheme)),
                 CredentialStatus::Unverified => {}
             }
             let permit = tokio::time::timeout(wait, self.verifier.clone().acquire_owned())
                 .await
-                .map_err(|_| "verification still pending".to_owned())?
-                .map_err(|_| "verification closed".to_owned())?;
+                .map_err(|_| Refusal::StillVerifying)?
+                .map_err(|_| Refusal::StillVerifying)?;
             if self.status() == CredentialStatus::Unverified {
                 return Ok(Pass(Some(permit)));
             }
@@ -139,7 +147,10 @@ mod tests {
         // ...and learns the verdict instead of trying itself.
         gate.reject("Basic", "proxy:8080", "alice");
         drop(first);
-        assert_eq!(waiter.await.expect("join").err(), Some("Basic".to_owned()));
+        assert_eq!(
+            waiter.await.expect("join").err(),
+            Some(Refusal::Rejected("Basic".to_owned()))
+        );
         assert_eq!(gate.failures(), 1);
         gate.reset();
         assert!(gate.pass(Duration::from_secs(1)).await.is_ok());

@@ -7,12 +7,11 @@ use std::fmt;
 use std::sync::Arc;
 
 use gangway_auth::challenge::parse_challenges;
-use gangway_auth::Scheme;
 use http::{header, Method, Request, StatusCode};
 use serde::Serialize;
 
 use crate::error::ProxyError;
-use crate::settings::{ProxyType, Timeouts, UpstreamSettings};
+use crate::settings::{Timeouts, UpstreamSettings};
 use crate::stats::Stats;
 use crate::upstream::pool::Pool;
 use crate::upstream::{Connector, Payload, Upstream};
@@ -175,15 +174,10 @@ pub async fn probe(upstream: &UpstreamSettings, timeouts: &Timeouts, url: &str) 
     };
     // Say so before spending an attempt when the configured scheme is not
     // on offer at all.
-    let usable = |s: &Scheme| match upstream.proxy_type {
-        ProxyType::Basic => *s == Scheme::Basic,
-        ProxyType::Digest => *s == Scheme::Digest,
-        ProxyType::Ntlm => *s == Scheme::Ntlm,
-        ProxyType::Auto | ProxyType::Noauth => {
-            matches!(s, Scheme::Basic | Scheme::Digest | Scheme::Ntlm)
-        }
-    };
-    if !offers.iter().any(|o| usable(&o.scheme)) {
+    if !offers
+        .iter()
+        .any(|o| upstream.proxy_type.accepts(&o.scheme))
+    {
         report.verdict = Verdict::Unsupported;
         return report;
     }

@@ -65,6 +65,20 @@ impl ProxyType {
         }
     }
 
+    /// Whether this setting answers a challenge of `scheme`: the named
+    /// scheme, or with `auto` any scheme Gangway implements.
+    pub fn accepts(self, scheme: &gangway_auth::Scheme) -> bool {
+        use gangway_auth::Scheme;
+        match self {
+            ProxyType::Basic => *scheme == Scheme::Basic,
+            ProxyType::Digest => *scheme == Scheme::Digest,
+            ProxyType::Ntlm => *scheme == Scheme::Ntlm,
+            ProxyType::Auto | ProxyType::Noauth => {
+                matches!(scheme, Scheme::Basic | Scheme::Digest | Scheme::Ntlm)
+            }
+        }
+    }
+
     pub fn needs_credentials(self) -> bool {
         !matches!(self, ProxyType::Noauth)
     }

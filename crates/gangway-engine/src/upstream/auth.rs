@@ -408,16 +408,7 @@ impl AuthState {
     /// The offer to answer: the configured scheme, or with `auto` the
     /// strongest one Gangway can do.
     fn choose_scheme<'a>(&self, offers: &'a [Challenge]) -> Option<&'a Challenge> {
-        let want = match self.proxy_type {
-            ProxyType::Basic => Some(Scheme::Basic),
-            ProxyType::Digest => Some(Scheme::Digest),
-            ProxyType::Ntlm => Some(Scheme::Ntlm),
-            ProxyType::Auto | ProxyType::Noauth => None,
-        };
-        strongest(offers, |s| match &want {
-            Some(w) => s == w,
-            None => matches!(s, Scheme::Basic | Scheme::Digest | Scheme::Ntlm),
-        })
+        strongest(offers, |s| self.proxy_type.accepts(s))
     }
 }
 

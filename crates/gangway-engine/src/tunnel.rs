@@ -222,15 +222,8 @@ async fn sockets_both(
     let (br, mut bw) = b.into_split();
     let ab = socket_pump(&ar, &mut bw, a_early, &up);
     let ba = socket_pump(&br, &mut aw, b_early, &down);
-    tokio::pin!(ab, ba);
-    let (mut ab_done, mut ba_done) = (false, false);
-    while !(ab_done && ba_done) {
-        tokio::select! {
-            r = &mut ab, if !ab_done => { r?; ab_done = true; }
-            r = &mut ba, if !ba_done => { r?; ba_done = true; }
-        }
-    }
-    Ok(())
+    // Both directions to their end; the first error ends both.
+    tokio::try_join!(ab, ba).map(|_| ())
 }
 
 async fn socket_pump(
@@ -295,15 +288,8 @@ where
     let (mut br, mut bw) = tokio::io::split(b);
     let ab = pump(&mut ar, &mut bw, a_early, &up);
     let ba = pump(&mut br, &mut aw, b_early, &down);
-    tokio::pin!(ab, ba);
-    let (mut ab_done, mut ba_done) = (false, false);
-    while !(ab_done && ba_done) {
-        tokio::select! {
-            r = &mut ab, if !ab_done => { r?; ab_done = true; }
-            r = &mut ba, if !ba_done => { r?; ba_done = true; }
-        }
-    }
-    Ok(())
+    // Both directions to their end; the first error ends both.
+    tokio::try_join!(ab, ba).map(|_| ())
 }
 
 /// One direction. The buffer starts small and grows while reads fill it,

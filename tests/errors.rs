@@ -274,3 +274,201 @@ fn gateway_refuses_clients_outside_the_allow_list() {
         "a refused client's request was forwarded"
     );
 }
+
+/// Request heads two HTTP parsers could read differently (RFC 9112 §11.2),
+/// each with a phrase the 400 page must contain.
+const SMUGGLING_HEADS: &[(&str, &str, &str)] = &[
+    (
+        "bare LF ending the request line",
+        "GET {URL} HTTP/1.1\nHost: {HOST}\r\n\r\n",
+        "bare LF",
+    ),
+    (
+        "bare LF ending a header line",
+        "GET {URL} HTTP/1.1\r\nHost: {HOST}\nAccept: */*\r\n\r\n",
+        "bare LF",
+    ),
+    (
+        "bare LF ending the head",
+        "GET {URL} HTTP/1.1\r\nHost: {HOST}\r\n\n",
+        "bare LF",
+    ),
+    (
+        "obs-fold",
+        "GET {URL} HTTP/1.1\r\nHost: {HOST}\r\nX-Folded: a\r\n b\r\n\r\n",
+        "folding",
+    ),
+    (
+        "Content-Length then Transfer-Encoding",
+        "POST {URL} HTTP/1.1\r\nHost: {HOST}\r\nContent-Length: 5\r\nTransfer-Encoding: chunked\r\n\r\n0\r\n\r\n",
+        "both Content-Length and Transfer-Encoding",
+    ),
+    (
+        "Transfer-Encoding then Content-Length",
+        "POST {URL} HTTP/1.1\r\nHost: {HOST}\r\nTransfer-Encoding: chunked\r\nContent-Length: 5\r\n\r\n0\r\n\r\n",
+        "both Content-Length and Transfer-Encoding",
+    ),
+    (
+        "differing Content-Length headers",
+        "POST {URL} HTTP/1.1\r\nHost: {HOST}\r\nContent-Length: 3\r\nContent-Length: 4\r\n\r\nabcd",
+        "differing Content-Length",
+    ),
+    (
+        "differing Content-Length list",
+        "POST {URL} HTTP/1.1\r\nHost: {HOST}\r\nContent-Length: 3, 4\r\n\r\nabcd",
+        "differing Content-Length",
+    ),
+    (
+        "gzip as the final coding",
+        "POST {URL} HTTP/1.1\r\nHost: {HOST}\r\nTransfer-Encoding: chunked, gzip\r\n\r\n0\r\n\r\n",
+        "not exactly `chunked`",
+    ),
+    (
+        "gzip before chunked",
+        "POST {URL} HTTP/1.1\r\nHost: {HOST}\r\nTransfer-Encoding: gzip, chunked\r\n\r\n0\r\n\r\n",
+        "not exactly `chunked`",
+    ),
+    (
+        "chunked twice",
+        "POST {URL} HTTP/1.1\r\nHost: {HOST}\r\nTransfer-Encoding: chunked\r\nTransfer-Encoding: chunked\r\n\r\n0\r\n\r\n",
+        "not exactly `chunked`",
+    ),
+    (
+        "Transfer-Encoding in HTTP/1.0",
+        "POST {URL} HTTP/1.0\r\nHost: {HOST}\r\nTransfer-Encoding: chunked\r\n\r\n0\r\n\r\n",
+        "HTTP/1.0",
+    ),
+];
+
+/// `template` with the URL and Host of `path` on `origin` filled in.
+fn request_to(origin: &Origin, path: &str, template: &str) -> Vec<u8> {
+    template
+        .replace("{URL}", &origin.url(path))
+        .replace("{HOST}", &origin.authority())
+        .into_bytes()
+}
+
+/// Reads a 400 from `conn` and waits for the bridge to close it; returns
+/// the 400 page.
+fn expect_400_and_close(conn: &mut RawConn, case: &str) -> String {
+    let head = conn
+        .read_head()
+        .unwrap_or_else(|e| panic!("{case}: no answer: {e}"));
+    assert_eq!(
+        (head.version.as_str(), head.status, head.reason.as_str()),
+        ("HTTP/1.1", 400, "Bad Request"),
+        "{case}"
+    );
+    let body = conn
+        .read_body(&head)
+        .unwrap_or_else(|e| panic!("{case}: no 400 page: {e}"));
+    let (closed, rest) = conn.wait_closed(GENEROUS);
+    assert!(
+        closed.is_closed(),
+        "{case}: connection left open after the 400; then got {:?}",
+        String::from_utf8_lossy(&rest)
+    );
+    assert!(
+        rest.is_empty(),
+        "{case}: more after the 400: {:?}",
+        String::from_utf8_lossy(&rest)
+    );
+    String::from_utf8_lossy(&body).into_owned()
+}
+
+#[test]
+fn smuggling_heads_get_400_close_and_reach_nothing() {
+    let origin = Origin::start();
+    let gw = Gangway::direct(GANGWAY);
+    for (case, template, phrase) in SMUGGLING_HEADS {
+        let mut conn = RawConn::connect(gw.addr()).unwrap();
+        conn.send(&request_to(&origin, "/hello", template)).unwrap();
+        let page = expect_400_and_close(&mut conn, case);
+        assert!(
+            page.starts_with("Gangway: bad request: ") && page.contains(phrase),
+            "{case}: the 400 page should say {phrase:?}:\n{page}"
+        );
+        assert_eq!(
+            origin.accepted_connections(),
+            0,
+            "{case}: the refused request reached the origin"
+        );
+    }
+    assert!(
+        gw.wait_for_log("bare LF", GENEROUS),
+        "the refusals were not recorded as events\n{}",
+        gw.output_report()
+    );
+    assert_still_serves(&gw, &origin);
+}
+
+#[test]
+fn request_smuggled_in_a_body_never_reaches_the_origin() {
+    let front = Origin::start();
+    let hidden = Origin::start();
+    let gw = Gangway::direct(GANGWAY);
+    // Read by Content-Length the body is opaque; read as chunked it ends
+    // at once and a second request follows.
+    let smuggled = request_to(
+        &hidden,
+        "/hello",
+        "GET {URL} HTTP/1.1\r\nHost: {HOST}\r\n\r\n",
+    );
+    let body = [&b"0\r\n\r\n"[..], &smuggled].concat();
+    let mut request = request_to(
+        &front,
+        "/echo",
+        &format!(
+            "POST {{URL}} HTTP/1.1\r\nHost: {{HOST}}\r\nContent-Length: {}\r\nTransfer-Encoding: chunked\r\n\r\n",
+            body.len()
+        ),
+    );
+    request.extend_from_slice(&body);
+    let mut conn = RawConn::connect(gw.addr()).unwrap();
+    conn.send(&request).unwrap();
+    expect_400_and_close(&mut conn, "CL+TE with a request in the body");
+    assert_eq!(front.accepted_connections(), 0, "the POST was forwarded");
+    assert_eq!(
+        hidden.accepted_connections(),
+        0,
+        "the smuggled request was forwarded"
+    );
+    assert_still_serves(&gw, &front);
+}
+
+#[test]
+fn bad_head_after_a_good_request_on_the_same_connection_gets_400() {
+    let good = Origin::start();
+    let target = Origin::start();
+    let gw = Gangway::direct(GANGWAY);
+    let first = request_to(
+        &good,
+        "/hello",
+        "GET {URL} HTTP/1.1\r\nHost: {HOST}\r\n\r\n",
+    );
+    let bad = request_to(&target, "/hello", "GET {URL} HTTP/1.1\nHost: {HOST}\n\n");
+
+    // One after the other on a keep-alive connection.
+    let mut conn = RawConn::connect(gw.addr()).unwrap();
+    conn.send(&first).unwrap();
+    let head = conn.read_head().unwrap();
+    assert_eq!(head.status, 200);
+    assert_eq!(conn.read_body(&head).unwrap(), HELLO.as_bytes());
+    conn.send(&bad).unwrap();
+    expect_400_and_close(&mut conn, "bad head after a good one");
+
+    // Pipelined: both in one write; the first is still answered.
+    let mut conn = RawConn::connect(gw.addr()).unwrap();
+    conn.send(&[&first[..], &bad].concat()).unwrap();
+    let head = conn.read_head().unwrap();
+    assert_eq!(head.status, 200);
+    assert_eq!(conn.read_body(&head).unwrap(), HELLO.as_bytes());
+    expect_400_and_close(&mut conn, "bad head pipelined after a good one");
+
+    assert_eq!(
+        target.accepted_connections(),
+        0,
+        "a refused request reached the origin"
+    );
+    assert_still_serves(&gw, &good);
+}

@@ -1,19 +1,24 @@
 //! One client connection: HTTP/1.1 with hyper, bounded by the idle/head
 //! timeout and the header size limit, refused with 403 when the client is
-//! outside the gateway allow list, shut down gracefully on request.
+//! outside the gateway allow list, shut down gracefully on request. hyper
+//! reads the socket through [`HeadCheck`], and request heads it refuses
+//! are answered here with 400.
 
 use std::convert::Infallible;
 use std::net::SocketAddr;
 use std::sync::Arc;
 
+use http::{header, HeaderValue, Method, Response};
 use hyper::server::conn::http1;
 use hyper::service::service_fn;
 use hyper_util::rt::{TokioIo, TokioTimer};
 use tokio::net::TcpStream;
 use tokio::sync::OwnedSemaphorePermit;
 
+use crate::body::ResBody;
 use crate::error::ProxyError;
 use crate::events::Kind;
+use crate::head_check::{HeadCheck, Refusal, Verdict};
 use crate::net::tune_socket;
 use crate::router;
 use crate::server::Engine;
@@ -41,6 +46,8 @@ pub(crate) async fn serve(
 
     let builder = http1_builder(settings);
     let idle = settings.timeouts.idle;
+    let verdict = Arc::new(Verdict::default());
+    let io = HeadCheck::new(stream, settings.limits.max_header_bytes, verdict.clone());
     drop(routing);
 
     engine.connection_opened();
@@ -53,17 +60,31 @@ pub(crate) async fn serve(
             let engine = engine.clone();
             let permit = permit.clone();
             served.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+            // Taken now, as hyper hands over the request: the verdict
+            // belongs to this request and no other (see `head_check`).
+            let refused = verdict.take();
             async move {
+                if let Some(refusal) = refused {
+                    return Ok::<_, Infallible>(refuse_head(&engine, peer, refusal));
+                }
                 if !allowed {
                     let err = ProxyError::Forbidden(peer.ip());
-                    return Ok::<_, Infallible>(router::refuse(&engine, peer, &req, err));
+                    return Ok(router::refuse(&engine, peer, &req, err));
                 }
-                Ok(router::handle(engine, peer, permit, req).await)
+                let connect = req.method() == Method::CONNECT;
+                let mut res = router::handle(engine, peer, permit, req).await;
+                if connect && !res.status().is_success() {
+                    // After a CONNECT head the client's bytes pass
+                    // unchecked; a refused CONNECT must not leave a
+                    // connection whose next heads go unchecked.
+                    close(&mut res);
+                }
+                Ok(res)
             }
         })
     };
     let conn = builder
-        .serve_connection(TokioIo::new(stream), service)
+        .serve_connection(TokioIo::new(io), service)
         .with_upgrades();
     tokio::pin!(conn);
     let result = tokio::select! {
@@ -101,6 +122,20 @@ pub(crate) fn http1_builder(settings: &Settings) -> http1::Builder {
         .title_case_headers(false)
         .half_close(false);
     builder
+}
+
+/// The 400 for a request head [`HeadCheck`] refused, recorded like any
+/// other error. Nothing of the request was forwarded.
+fn refuse_head(engine: &Engine, peer: SocketAddr, refusal: Refusal) -> Response<ResBody> {
+    let mut rec = engine.events.start(Kind::Request, peer, "-", "-".into());
+    let mut res = ProxyError::BadRequest(refusal.to_string()).answer(&mut rec);
+    close(&mut res);
+    res
+}
+
+fn close(res: &mut Response<ResBody>) {
+    res.headers_mut()
+        .insert(header::CONNECTION, HeaderValue::from_static("close"));
 }
 
 /// hyper answered 400/431 itself, or the client timed out or vanished:

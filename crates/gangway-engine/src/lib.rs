@@ -12,7 +12,10 @@
 //!    outside the gateway allow list, drains on shutdown. [`Control`] is the
 //!    handle for events, status, settings and shutdown.
 //! 2. `connection`: one client connection served by hyper (HTTP/1.1,
-//!    header limits, idle timeout).
+//!    header limits, idle timeout). hyper reads the client through
+//!    `head_check`, which holds back each request head until it has
+//!    checked it for request smuggling (bare LF, obs-fold, conflicting
+//!    lengths), so a refused head is answered 400 and never forwarded.
 //! 3. `router`: CONNECT → `tunnel`; absolute-form → `forward`; origin-form
 //!    → `pages` (status page, PAC file). Loops are refused here.
 //! 4. `forward` / `tunnel`: clean the head ([`headers`]), choose direct or
@@ -35,6 +38,7 @@ pub mod error;
 pub mod events;
 mod forward;
 pub mod fuzzing;
+mod head_check;
 pub mod headers;
 pub mod net;
 mod pages;

@@ -31,6 +31,10 @@
 //! - [`curl`]: curl as the client a user would run, through the bridge.
 //! - [`raw`]: a raw TCP client for malformed, oversized and slow requests.
 //! - [`status`]: the bridge's status page and `/status.json`.
+//! - [`chaos`]: a TCP relay in front of a real upstream that breaks a
+//!   seeded share of its keep-alive connections, before or after a request.
+//! - [`procfs`]: a process's open descriptors and memory from `/proc`, and
+//!   closing a socket with a reset.
 //! - [`stream`]: gigabyte transfers through curl's pipes, generated and
 //!   checked on the fly so nothing but the bridge could buffer them.
 //! - `runtime` (private): the small tokio runtime each server owns, so that
@@ -43,6 +47,7 @@
 //! The harness is synchronous on purpose (servers run on their own private
 //! tokio runtimes); do not call it from inside an async runtime.
 
+pub mod chaos;
 pub mod curl;
 pub mod gangway;
 pub mod hang;
@@ -52,6 +57,7 @@ pub mod origin;
 pub mod pattern;
 pub mod poll;
 pub mod ports;
+pub mod procfs;
 pub mod raw;
 mod runtime;
 pub mod squid;
@@ -60,6 +66,7 @@ pub mod stream;
 pub mod system;
 pub mod tls;
 
+pub use chaos::{Chaos, ChaosConfig, ChaosStats, Cut};
 pub use curl::{Curl, CurlOutput, Transfer};
 pub use gangway::{Gangway, GangwayBuilder};
 pub use hang::{closed_port, Hang};

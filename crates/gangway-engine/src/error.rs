@@ -21,6 +21,8 @@ pub enum ProxyError {
     Loop,
     #[error("too many connections (limit {0})")]
     TooManyConnections(usize),
+    #[error("the bridge is out of file descriptors; retry when some connections have closed")]
+    OutOfDescriptors,
     #[error("upstream proxy {upstream} is unreachable: {source}")]
     UpstreamUnreachable {
         upstream: String,
@@ -64,7 +66,7 @@ impl ProxyError {
             BadRequest(_) => StatusCode::BAD_REQUEST,
             Forbidden(_) => StatusCode::FORBIDDEN,
             Loop => StatusCode::LOOP_DETECTED,
-            TooManyConnections(_) | ShuttingDown | BodyNotReplayable { .. } => {
+            TooManyConnections(_) | OutOfDescriptors | ShuttingDown | BodyNotReplayable { .. } => {
                 StatusCode::SERVICE_UNAVAILABLE
             }
             UpstreamUnreachable { .. }
@@ -108,7 +110,9 @@ impl ProxyError {
         }
         if matches!(
             self,
-            ProxyError::TooManyConnections(_) | ProxyError::ShuttingDown
+            ProxyError::TooManyConnections(_)
+                | ProxyError::OutOfDescriptors
+                | ProxyError::ShuttingDown
         ) {
             h.insert(header::CONNECTION, HeaderValue::from_static("close"));
         }

@@ -1,6 +1,6 @@
-//! The listener: binds, accepts with a bounded number of live connections,
-//! refuses clients outside the allow list, and shuts down gracefully with a
-//! bounded drain. [`Control`] is the handle the CLI and the app keep.
+//! The listener: binds, accepts with a bounded number of live connections
+//! (503 beyond it, and when out of file descriptors), refuses clients
+//! outside the allow list, and shuts down gracefully with a bounded drain. [`Control`] is the handle the CLI and the app keep.
 
 use std::io;
 use std::net::SocketAddr;
@@ -133,6 +133,8 @@ impl Bridge {
         let max = engine.routing().settings.limits.max_connections;
         let limit = Arc::new(Semaphore::new(max));
         let connections = TaskTracker::new();
+        let mut reserve = FdReserve::new();
+        let mut out_of_fds = false;
         loop {
             let accepted = tokio::select! {
                 _ = engine.shutdown.cancelled() => break,
@@ -140,16 +142,34 @@ impl Bridge {
             };
             let (stream, peer) = match accepted {
                 Ok(pair) => pair,
+                Err(e) if is_out_of_descriptors(&e) => {
+                    if !out_of_fds {
+                        out_of_fds = true;
+                        tracing::warn!(
+                            "accept failed: {e}; out of file descriptors, new clients get 503 until connections close"
+                        );
+                    }
+                    // The client stays queued in the backlog, so accept fails
+                    // again at once: refuse it with the reserve descriptor,
+                    // or back off when there is none, instead of spinning.
+                    if !reserve.refuse_one(&engine, &self.listener).await {
+                        tokio::time::sleep(ACCEPT_BACKOFF).await;
+                    }
+                    continue;
+                }
                 Err(e) => {
-                    // EMFILE and friends: back off instead of spinning, and
-                    // let existing connections carry on.
                     tracing::warn!("accept failed: {e}");
-                    tokio::time::sleep(Duration::from_millis(100)).await;
+                    tokio::time::sleep(ACCEPT_BACKOFF).await;
                     continue;
                 }
             };
+            if out_of_fds {
+                out_of_fds = false;
+                tracing::info!("file descriptors available again; accepting clients");
+            }
             let Ok(permit) = limit.clone().try_acquire_owned() else {
-                refuse_busy(&engine, stream, peer, max);
+                let err = crate::error::ProxyError::TooManyConnections(max);
+                refuse(&engine, stream, peer, &err);
                 continue;
             };
             let engine = engine.clone();
@@ -179,10 +199,64 @@ impl Bridge {
     }
 }
 
-/// Too many connections: a 503 written without blocking, then close. No
-/// task is spawned, so a flood cannot grow the task count.
-fn refuse_busy(engine: &Engine, stream: TcpStream, peer: SocketAddr, max: usize) {
-    let err = crate::error::ProxyError::TooManyConnections(max);
+/// Pause after a failed accept before the next one.
+const ACCEPT_BACKOFF: Duration = Duration::from_millis(100);
+/// How long a refusal waits for the queued client it makes room for.
+const RESERVE_ACCEPT_WAIT: Duration = Duration::from_millis(10);
+
+/// EMFILE or ENFILE: no descriptor for the connection waiting in the backlog.
+fn is_out_of_descriptors(e: &io::Error) -> bool {
+    #[cfg(unix)]
+    const CODES: [i32; 2] = [24, 23]; // EMFILE, ENFILE (Linux and the BSDs)
+    #[cfg(windows)]
+    const CODES: [i32; 1] = [10024]; // WSAEMFILE
+    #[cfg(not(any(unix, windows)))]
+    const CODES: [i32; 0] = [];
+    e.raw_os_error().is_some_and(|code| CODES.contains(&code))
+}
+
+/// One descriptor held back (a handle on the null device) for when accept
+/// fails for lack of descriptors: given up for a moment, it lets the
+/// client waiting in the backlog be accepted, answered 503 and closed,
+/// instead of hanging there until some other connection ends.
+struct FdReserve(Option<std::fs::File>);
+
+impl FdReserve {
+    fn new() -> Self {
+        FdReserve(Self::open())
+    }
+
+    fn open() -> Option<std::fs::File> {
+        let null = if cfg!(windows) { "NUL" } else { "/dev/null" };
+        std::fs::File::open(null).ok()
+    }
+
+    /// Refuses one queued client. False when there was no reserve to give
+    /// up (it is taken again for next time).
+    async fn refuse_one(&mut self, engine: &Engine, listener: &TcpListener) -> bool {
+        if self.0.take().is_none() {
+            self.0 = Self::open();
+            return false;
+        }
+        if let Ok(Ok((stream, peer))) =
+            tokio::time::timeout(RESERVE_ACCEPT_WAIT, listener.accept()).await
+        {
+            refuse(
+                engine,
+                stream,
+                peer,
+                &crate::error::ProxyError::OutOfDescriptors,
+            );
+        }
+        self.0 = Self::open();
+        true
+    }
+}
+
+/// Too many connections, or no descriptors: a 503 written without
+/// blocking, then close. No task is spawned, so a flood cannot grow the
+/// task count.
+fn refuse(engine: &Engine, stream: TcpStream, peer: SocketAddr, err: &crate::error::ProxyError) {
     let body = format!("Gangway: {err}\n");
     let msg = format!(
         "HTTP/1.1 503 Service Unavailable\r\nContent-Type: text/plain; charset=utf-8\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}",

@@ -113,18 +113,22 @@ impl Connector {
     }
 
     /// A live pooled connection, or a new one. The flag says it was pooled.
+    /// `fresh` skips the pool: a pooled connection just died under a
+    /// request, and its idle siblings may be as dead (the upstream
+    /// restarted, or closes idle connections in bulk).
     async fn conn(
         &self,
         link: &Link,
         timeouts: &Timeouts,
         connect_time: &mut Option<Duration>,
+        fresh: bool,
     ) -> Result<(PooledConn, bool), ProxyError> {
         let deadline = tokio::time::Instant::now() + SLOT_WAIT;
         let slot = loop {
             let returned = self.pool.returned();
             tokio::pin!(returned);
             returned.as_mut().enable();
-            while let Some(mut c) = self.pool.checkout(&link.key) {
+            while let Some(mut c) = (!fresh).then(|| self.pool.checkout(&link.key)).flatten() {
                 if let Ok(Ok(())) = tokio::time::timeout(READY_WAIT, c.sender.ready()).await {
                     return Ok((c, true));
                 }
@@ -191,9 +195,15 @@ impl Connector {
                             "the upstream closed the connection in the middle of the NTLM handshake"
                                 .into(),
                     }),
-                    _ => self.conn(link, timeouts, &mut connect_time).await?,
+                    _ => {
+                        self.conn(link, timeouts, &mut connect_time, dead_pooled_retry)
+                            .await?
+                    }
                 },
-                None => self.conn(link, timeouts, &mut connect_time).await?,
+                None => {
+                    self.conn(link, timeouts, &mut connect_time, dead_pooled_retry)
+                        .await?
+                }
             };
             if started_authenticated.is_none() {
                 started_authenticated = Some(conn.authenticated && pooled);
@@ -238,7 +248,8 @@ impl Connector {
                 }
                 Some(Err(e)) => {
                     // A pooled connection the peer closed just as we sent:
-                    // retry once on a fresh one if the body allows it.
+                    // retry once on a new connection (not another pooled
+                    // one) if the body allows it.
                     let body_intact = payload.replayable() || !leg.carries_body();
                     if pooled && !dead_pooled_retry && body_intact && is_idempotent(&head.method) {
                         dead_pooled_retry = true;

@@ -72,6 +72,27 @@ mod tests {
     }
 
     #[test]
+    fn there_is_no_display() {
+        // Method lookup takes the inherent method only when its bound holds
+        // and falls back to the trait's otherwise: a compile-time question
+        // answered at run time.
+        struct Probe<T>(std::marker::PhantomData<T>);
+        trait Fallback {
+            fn displays(&self) -> bool {
+                false
+            }
+        }
+        impl<T> Fallback for Probe<T> {}
+        impl<T: fmt::Display> Probe<T> {
+            fn displays(&self) -> bool {
+                true
+            }
+        }
+        assert!(Probe::<String>(std::marker::PhantomData).displays());
+        assert!(!Probe::<Password>(std::marker::PhantomData).displays());
+    }
+
+    #[test]
     fn equality_compares_content() {
         assert_eq!(Password::from("a b"), Password::from("a b"));
         assert_ne!(Password::from("a b"), Password::from("a c"));

@@ -36,6 +36,26 @@ fn status_kib(pid: u32, field: &str) -> u64 {
         .unwrap_or_else(|| panic!("no {field} line in {path}:\n{status}"))
 }
 
+/// CPU time (user and system) the process has used so far.
+pub fn cpu_time(pid: u32) -> std::time::Duration {
+    let path = format!("/proc/{pid}/stat");
+    let stat = std::fs::read_to_string(&path)
+        .unwrap_or_else(|e| panic!("read {path} (is the process still running?): {e}"));
+    // Fields after the command name (which may hold spaces) start at
+    // field 3; utime and stime are fields 14 and 15 (proc(5)).
+    let rest = stat.rsplit_once(')').map(|(_, r)| r).unwrap_or_default();
+    let fields: Vec<&str> = rest.split_whitespace().collect();
+    let ticks: u64 = fields
+        .get(11..13)
+        .unwrap_or_else(|| panic!("short {path}: {stat}"))
+        .iter()
+        .map(|f| f.parse::<u64>().unwrap_or(0))
+        .sum();
+    // SAFETY: sysconf has no preconditions.
+    let hz = unsafe { libc::sysconf(libc::_SC_CLK_TCK) }.max(1) as u64;
+    std::time::Duration::from_millis(ticks * 1000 / hz)
+}
+
 /// Closes `stream` with a reset instead of a FIN (`SO_LINGER` 0), as a
 /// client that crashes or is killed mid-transfer does.
 pub fn close_with_reset(stream: TcpStream) {
@@ -78,5 +98,8 @@ mod tests {
         drop(listener);
         assert!(rss_bytes(pid) > 0);
         assert!(peak_rss_bytes(pid) >= rss_bytes(pid));
+        let spin = std::time::Instant::now();
+        while spin.elapsed() < std::time::Duration::from_millis(30) {}
+        assert!(cpu_time(pid) > std::time::Duration::ZERO);
     }
 }

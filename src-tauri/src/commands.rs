@@ -321,5 +321,7 @@ pub async fn retry_credentials(ctl: Ctl<'_>) -> Result<AppStatus, CommandError> 
     Ok(ctl.status())
 }
 
+pub mod connection_log;
+
 #[cfg(test)]
 mod tests;

@@ -19,9 +19,13 @@ use serde::Serialize;
 use tokio::sync::{broadcast, watch};
 
 use crate::bridge::{BridgeError, BridgeHost};
+use crate::connection_log::{ConnectionLog, LogBatch, TICK};
 use crate::secrets::{Secrets, SecretsError, Storage};
 use crate::settings_store::{AppSettings, SettingsStore, StoreError};
 use crate::sysproxy::{ProxyError, SystemProxy};
+
+/// The longest the status may lag behind traffic that does not change it.
+const STATUS_EVERY: std::time::Duration = std::time::Duration::from_millis(300);
 
 /// Which tray icon to show.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize)]
@@ -101,6 +105,10 @@ pub struct Gangway {
     shared: Mutex<Shared>,
     ops: tokio::sync::Mutex<()>,
     status_tx: watch::Sender<AppStatus>,
+    log: ConnectionLog,
+    /// Bumped when a log window starts or stops listening, so an old
+    /// window's ticker ends.
+    log_generation: std::sync::atomic::AtomicU64,
     me: Weak<Gangway>,
 }
 
@@ -133,6 +141,8 @@ impl Gangway {
             shared: Mutex::default(),
             ops: tokio::sync::Mutex::new(()),
             status_tx,
+            log: ConnectionLog::default(),
+            log_generation: std::sync::atomic::AtomicU64::new(0),
             me: me.clone(),
         })
     }
@@ -420,32 +430,122 @@ impl Gangway {
         Ok(())
     }
 
-    /// Follows the bridge's connection events to notice upstream trouble
-    /// and credential verdicts as they happen. Ends with the bridge.
+    /// Follows the bridge's connection events: every one goes to the
+    /// connection log, and upstream trouble and credential verdicts reach
+    /// the status as they happen. Ends with the bridge.
+    ///
+    /// The status is recomputed at once for an event that can change it
+    /// (an error, a 407, the end of upstream trouble) and otherwise at most
+    /// every [`STATUS_EVERY`], plus once when traffic pauses: cheap at
+    /// thousands of requests a second.
     async fn watch_events(&self) {
         let Some(control) = self.bridge.control().await else {
             return;
         };
+        control.set_event_detail(self.log.is_watching());
         let mut rx = control.subscribe();
         drop(control);
         let me = self.me.clone();
         tokio::spawn(async move {
+            let mut published = tokio::time::Instant::now();
+            let mut dirty = false;
             loop {
-                let event = match rx.recv().await {
-                    Ok(e) => e,
-                    Err(broadcast::error::RecvError::Lagged(_)) => continue,
-                    Err(broadcast::error::RecvError::Closed) => break,
+                let event = match tokio::time::timeout(STATUS_EVERY, rx.recv()).await {
+                    Ok(Ok(e)) => e,
+                    Ok(Err(broadcast::error::RecvError::Lagged(missed))) => {
+                        if let Some(app) = me.upgrade() {
+                            app.log.lagged(missed);
+                        }
+                        continue;
+                    }
+                    Ok(Err(broadcast::error::RecvError::Closed)) => break,
+                    Err(_quiet) => {
+                        if dirty {
+                            let Some(app) = me.upgrade() else { break };
+                            app.publish().await;
+                            dirty = false;
+                            published = tokio::time::Instant::now();
+                        }
+                        continue;
+                    }
                 };
                 let Some(app) = me.upgrade() else { break };
+                app.log.record(&event);
+                let mut urgent = event.status == Some(407);
                 if event.phase == Phase::Done && event.route != "direct" {
                     let upstream_failed =
                         event.error.is_some() && matches!(event.status, Some(502) | Some(504));
                     let trouble = upstream_failed.then(|| event.error.clone()).flatten();
-                    app.with_shared(|s| s.upstream_trouble = trouble);
+                    urgent |= app.with_shared(|s| {
+                        let changed = s.upstream_trouble != trouble;
+                        s.upstream_trouble = trouble;
+                        changed
+                    });
                 }
-                app.publish().await;
+                dirty = true;
+                if urgent || published.elapsed() >= STATUS_EVERY {
+                    app.publish().await;
+                    dirty = false;
+                    published = tokio::time::Instant::now();
+                }
             }
         });
+    }
+
+    /// A connection log window starts listening: `send` gets a batch every
+    /// [`TICK`] until it fails (the window is gone) or another window
+    /// takes over. Headers are captured (masked) only while one listens.
+    pub async fn watch_log(
+        &self,
+        mut send: impl FnMut(LogBatch) -> Result<(), String> + Send + 'static,
+    ) {
+        use std::sync::atomic::Ordering::SeqCst;
+        let generation = self.log_generation.fetch_add(1, SeqCst) + 1;
+        self.log.watch();
+        if let Some(control) = self.bridge.control().await {
+            control.set_event_detail(true);
+        }
+        let me = self.me.clone();
+        tokio::spawn(async move {
+            let mut tick = tokio::time::interval(TICK);
+            tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+            loop {
+                tick.tick().await;
+                let Some(app) = me.upgrade() else { break };
+                if app.log_generation.load(SeqCst) != generation {
+                    break;
+                }
+                let stats = app.bridge.status().await.map(|s| s.stats);
+                if let Err(e) = send(app.log.take_batch(stats.as_ref())) {
+                    tracing::debug!("the connection log window stopped listening: {e}");
+                    // Unless another window took over meanwhile.
+                    let ours = app.log_generation.compare_exchange(
+                        generation,
+                        generation + 1,
+                        SeqCst,
+                        SeqCst,
+                    );
+                    if ours.is_ok() {
+                        app.stop_log_capture().await;
+                    }
+                    break;
+                }
+            }
+        });
+    }
+
+    /// The log window closed: stop buffering and capturing headers.
+    pub async fn unwatch_log(&self) {
+        self.log_generation
+            .fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+        self.stop_log_capture().await;
+    }
+
+    async fn stop_log_capture(&self) {
+        self.log.unwatch();
+        if let Some(control) = self.bridge.control().await {
+            control.set_event_detail(false);
+        }
     }
 
     fn with_shared<T>(&self, f: impl FnOnce(&mut Shared) -> T) -> T {

@@ -18,6 +18,9 @@
 //!   - [`secrets`]: the password in the OS keyring (or, by explicit
 //!     choice, memory for the session);
 //!   - [`settings_store`]: the non-secret settings file.
+//! - [`connection_log`]: the log window's feed: engine events in batches,
+//!   with live counters; the same events also go to a rotating log file
+//!   (see [`log_dir`]).
 //! - [`terminal`]: the `export` lines for "Copy proxy settings for terminals".
 //! - [`headless`]: no display: the bridge alone, with the saved settings.
 //!
@@ -26,6 +29,7 @@
 
 pub mod bridge;
 pub mod commands;
+pub mod connection_log;
 pub mod controller;
 pub mod headless;
 pub mod secrets;
@@ -60,7 +64,9 @@ pub fn run() {
         eprintln!(
             "gangway: no display (DISPLAY and WAYLAND_DISPLAY are unset), so there is no tray to show; running the headless bridge with the saved settings instead. Ctrl-C stops it."
         );
-        std::process::exit(headless::run());
+        let code = headless::run();
+        flush_log_file();
+        std::process::exit(code);
     }
     let builder = tauri::Builder::default()
         // First, so a second launch is caught before anything else starts.
@@ -100,6 +106,7 @@ pub fn run_app<R: Runtime>(builder: Builder<R>) {
                 let ctl = ctl.inner().clone();
                 tauri::async_runtime::block_on(async move { ctl.shutdown().await });
             }
+            flush_log_file();
         }
         _ => {}
     });
@@ -115,6 +122,9 @@ pub fn with_commands<R: Runtime>(builder: Builder<R>) -> Builder<R> {
         commands::get_status,
         commands::set_bridging,
         commands::retry_credentials,
+        commands::connection_log::watch_connection_log,
+        commands::connection_log::unwatch_connection_log,
+        commands::connection_log::export_connection_log,
     ])
 }
 
@@ -204,7 +214,6 @@ fn on_tray_action<R: Runtime>(app: &AppHandle<R>, action: TrayAction) {
             });
         }
         TrayAction::Settings => show_window(app, SETTINGS_WINDOW),
-        // The connection log is a later issue: a placeholder window for now.
         TrayAction::ConnectionLog => show_window(app, LOG_WINDOW),
         TrayAction::CopyForTerminals => copy_for_terminals(app, &ctl),
         TrayAction::Quit => {
@@ -248,8 +257,22 @@ pub fn show_window<R: Runtime>(app: &AppHandle<R>, label: &str) {
         return;
     };
     let built = WebviewWindowBuilder::from_config(app, config).and_then(|b| b.build());
-    if let Err(e) = built {
-        tracing::warn!("cannot open the {label} window: {e}");
+    match built {
+        Ok(window) if label == LOG_WINDOW => {
+            // Closing destroys the window and its webview (the app goes
+            // back to its idle footprint); the feed stops with it.
+            let app = app.clone();
+            window.on_window_event(move |event| {
+                if matches!(event, tauri::WindowEvent::Destroyed) {
+                    if let Some(ctl) = app.try_state::<Arc<Gangway>>() {
+                        let ctl = ctl.inner().clone();
+                        tauri::async_runtime::spawn(async move { ctl.unwatch_log().await });
+                    }
+                }
+            });
+        }
+        Ok(_) => {}
+        Err(e) => tracing::warn!("cannot open the {label} window: {e}"),
     }
 }
 
@@ -301,13 +324,71 @@ fn has_display() -> bool {
     }
 }
 
+/// Where the rotating log file goes: the OS's per-user log location
+/// (Linux: `~/.local/share/io.gangway.desktop/logs`; Windows:
+/// `%LOCALAPPDATA%\io.gangway.desktop\logs`), as Tauri's `app_log_dir`
+/// names it.
+pub fn log_dir() -> Option<PathBuf> {
+    if cfg!(target_os = "macos") {
+        dirs::home_dir().map(|h| h.join("Library/Logs").join(IDENTIFIER))
+    } else {
+        dirs::data_local_dir().map(|d| d.join(IDENTIFIER).join("logs"))
+    }
+}
+
+/// Log files kept: one a day, a week of them.
+const LOG_FILES_KEPT: usize = 7;
+
+/// Keeps the log file's writer thread; taken (which flushes it) at exit.
+static LOG_FILE_GUARD: std::sync::Mutex<Option<tracing_appender::non_blocking::WorkerGuard>> =
+    std::sync::Mutex::new(None);
+
+fn flush_log_file() {
+    if let Ok(mut guard) = LOG_FILE_GUARD.lock() {
+        drop(guard.take());
+    }
+}
+
+/// Logs to stderr and to a daily file in [`log_dir`]. The engine's
+/// connection events are among the lines (`gangway::conn`); they carry no
+/// header values, so no credential reaches the file.
 fn init_logging() {
+    use tracing_subscriber::layer::SubscriberExt;
+    use tracing_subscriber::util::SubscriberInitExt;
     use tracing_subscriber::EnvFilter;
     let filter = EnvFilter::try_from_env("GANGWAY_LOG").unwrap_or_else(|_| EnvFilter::new("info"));
-    // A second init (tests) is harmless: the first subscriber stays.
-    let _already_set = tracing_subscriber::fmt()
-        .with_env_filter(filter)
+    let stderr = tracing_subscriber::fmt::layer()
         .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
-        .with_writer(std::io::stderr)
+        .with_writer(std::io::stderr);
+    let file = log_dir().and_then(|dir| {
+        let appender = tracing_appender::rolling::Builder::new()
+            .rotation(tracing_appender::rolling::Rotation::DAILY)
+            .filename_prefix("gangway")
+            .filename_suffix("log")
+            .max_log_files(LOG_FILES_KEPT)
+            .build(&dir);
+        match appender {
+            Ok(appender) => {
+                let (writer, guard) = tracing_appender::non_blocking(appender);
+                if let Ok(mut slot) = LOG_FILE_GUARD.lock() {
+                    *slot = Some(guard);
+                }
+                Some(
+                    tracing_subscriber::fmt::layer()
+                        .with_ansi(false)
+                        .with_writer(writer),
+                )
+            }
+            Err(e) => {
+                eprintln!("gangway: no log file in {}: {e}", dir.display());
+                None
+            }
+        }
+    });
+    // A second init (tests) is harmless: the first subscriber stays.
+    let _already_set = tracing_subscriber::registry()
+        .with(filter)
+        .with(stderr)
+        .with(file)
         .try_init();
 }

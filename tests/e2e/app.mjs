@@ -7,6 +7,7 @@
 
 import { execFileSync, spawn } from "node:child_process";
 import fs from "node:fs";
+import http from "node:http";
 import net from "node:net";
 import path from "node:path";
 
@@ -221,6 +222,26 @@ class WebDriver {
   async exec(script, args = []) {
     return this.req("POST", `${this.session}/execute/sync`, { script, args });
   }
+  async handles() {
+    return this.req("GET", `${this.session}/window/handles`);
+  }
+  async switchTo(handle) {
+    return this.req("POST", `${this.session}/window`, { handle });
+  }
+  async title() {
+    return this.req("GET", `${this.session}/title`);
+  }
+  async closeWindow() {
+    return this.req("DELETE", `${this.session}/window`);
+  }
+  /** Switches to the window whose title is `title`; returns its handle. */
+  async switchToTitle(title) {
+    for (const h of await this.handles()) {
+      await this.switchTo(h);
+      if ((await this.title()) === title) return h;
+    }
+    return undefined;
+  }
   async screenshot(file) {
     const b64 = await this.req("GET", `${this.session}/screenshot`);
     fs.writeFileSync(file, Buffer.from(b64, "base64"));
@@ -258,6 +279,281 @@ function alive(pid) {
   } catch {
     return false;
   }
+}
+
+// ---- The connection log window -----------------------------------------------------
+
+const LOG_TITLE = "Gangway Connection log";
+const LOAD_REQUESTS = 20_000;
+const LOAD_CONCURRENCY = 16;
+/** A WebDriver call must answer within this while the load runs. */
+const RESPONSIVE_MS = 3_000;
+
+function curlVia(bridgePort, args) {
+  try {
+    return run("curl", ["-sS", "--max-time", "10", "-x", `http://127.0.0.1:${bridgePort}`, ...args]);
+  } catch (e) {
+    return e.message;
+  }
+}
+
+async function startLoadOrigin() {
+  const server = http.createServer((req, res) => {
+    res.writeHead(200, { "content-type": "text/plain", "content-length": "3" });
+    res.end("ok\n");
+  });
+  server.keepAliveTimeout = 60_000;
+  await new Promise((resolve) => server.listen(0, "127.0.0.1", resolve));
+  return server;
+}
+
+/** `total` GETs through the bridge over `concurrency` keep-alive connections. */
+async function load(bridgePort, originPort, total, concurrency) {
+  const agent = new http.Agent({ keepAlive: true, maxSockets: concurrency });
+  let next = 0;
+  let ok = 0;
+  let failed = 0;
+  const one = (n) =>
+    new Promise((resolve) => {
+      const req = http.request(
+        { host: "127.0.0.1", port: bridgePort, method: "GET", path: `http://127.0.0.1:${originPort}/load/${n}`, agent, timeout: 15_000 },
+        (res) => {
+          res.resume();
+          res.on("end", () => resolve(res.statusCode));
+          res.on("error", () => resolve(0));
+        },
+      );
+      req.on("timeout", () => req.destroy(new Error("timeout")));
+      req.on("error", () => resolve(0));
+      req.end();
+    });
+  const worker = async () => {
+    while (next < total) {
+      const status = await one(next++);
+      if (status === 200) ok++;
+      else failed++;
+    }
+  };
+  const started = Date.now();
+  await Promise.all(Array.from({ length: concurrency }, worker));
+  agent.destroy();
+  return { ok, failed, seconds: (Date.now() - started) / 1000 };
+}
+
+const logRows = (wd) =>
+  wd.exec(
+    "return Array.from(document.querySelectorAll('#rows .r')).map(r => ({ id: r.dataset.id, err: r.classList.contains('err'), cells: Array.from(r.children).map(c => c.textContent) }))",
+  );
+const C = { method: 2, target: 3, route: 4, auth: 5, status: 6, down: 8, error: 10 };
+
+/** Every place a secret could surface: none may hold `needles`. */
+function leaks(haystacks, needles) {
+  const found = [];
+  for (const [where, text] of haystacks) for (const [what, needle] of needles) if (text.includes(needle)) found.push(`${what} in ${where}`);
+  return found;
+}
+
+function windowShot(title, file) {
+  const info = run("xwininfo", ["-name", title], { stdio: ["ignore", "pipe", "ignore"] });
+  const id = /Window id: (0x[0-9a-f]+)/.exec(info)?.[1];
+  if (!id) throw new Error(`no X window named ${title}`);
+  run("import", ["-window", id, file]);
+}
+
+async function connectionLog(wd, { bridgePort, origin, squid }) {
+  const settingsHandle = (await wd.handles())[0];
+  trayClick("Connection log…");
+  const handle = await waitFor("the connection log window", () => wd.switchToTitle(LOG_TITLE));
+  check("the tray's Connection log… opens the window", Boolean(handle));
+  await waitFor("the log window to listen", async () => (await wd.text("#logFile")).startsWith("Log files:"));
+
+  // One OK request (the client even sends credentials of its own, which
+  // must be masked), one to a closed port, one CONNECT tunnel.
+  const closedPort = await freePort();
+  const clientToken = Buffer.from(`${USER}:${PASSWORD}`).toString("base64");
+  const ok = curlVia(bridgePort, ["--proxy-user", `${USER}:${PASSWORD}`, "-H", `Authorization: Basic ${clientToken}`, `http://127.0.0.1:${origin.port}/hello.txt`]);
+  check("curl through the bridge with the log open", ok === "hello through the gangway", ok);
+  curlVia(bridgePort, [`http://127.0.0.1:${closedPort}/nothing`]);
+  const tunneled = curlVia(bridgePort, ["-p", `http://127.0.0.1:${origin.port}/hello.txt`]);
+  check("curl through a CONNECT tunnel", tunneled === "hello through the gangway", tunneled);
+
+  const rows = await waitFor("the three rows", async () => {
+    const r = await logRows(wd);
+    const connect = r.find((x) => x.cells[C.method] === "CONNECT" && x.cells[C.status] === "200");
+    const closed = r.find((x) => x.cells[C.target].includes(`:${closedPort}/`));
+    const fine = r.find((x) => x.cells[C.target].endsWith("/hello.txt") && x.cells[C.status] === "200");
+    return connect && closed && fine && { connect, closed, fine, all: r };
+  }).catch((e) => ({ error: e.message }));
+  if (rows.error) {
+    check("the log shows the requests", false, rows.error);
+    return;
+  }
+  const via = `via 127.0.0.1:${squid.port}`;
+  check("the OK row: 200 via Squid, Basic auth", rows.fine.cells[C.route] === via && rows.fine.cells[C.auth].startsWith("Basic"), JSON.stringify(rows.fine.cells));
+  check("the closed-port row stands out as an error with its status", rows.closed.err && /^5\d\d$/.test(rows.closed.cells[C.status]), JSON.stringify(rows.closed));
+  check("the CONNECT row: host:port, via Squid, bytes down", rows.connect.cells[C.target] === `127.0.0.1:${origin.port}` && rows.connect.cells[C.route] === via && rows.connect.cells[C.down] !== "0 B", JSON.stringify(rows.connect.cells));
+  check("the rows are newest first", Number(rows.all[0].id) > Number(rows.all[rows.all.length - 1].id));
+
+  // Screenshot with rows in it (the X server's view of the window).
+  await sleep(300);
+  const shot = path.join(ART, "connection-log.png");
+  try {
+    windowShot(LOG_TITLE, shot);
+    log(`screenshot of the connection log: ${shot}`);
+  } catch (e) {
+    check("a screenshot of the connection log", false, e.message);
+  }
+
+  // The filter narrows; errors-only keeps the error.
+  await wd.type("#filter", "hello");
+  const filtered = await waitFor("the filter", async () => {
+    const r = await logRows(wd);
+    return r.length > 0 && r.every((x) => x.cells[C.target].includes("hello")) && r;
+  }).catch(() => logRows(wd));
+  check("the filter narrows the rows", filtered.length > 0 && filtered.length < rows.all.length && filtered.every((r) => r.cells[C.target].includes("hello")), JSON.stringify(filtered.map((r) => r.cells[C.target])));
+  await wd.type("#filter", "");
+  await wd.click("#errorsOnly");
+  const errorsOnly = await waitFor("errors only", async () => {
+    const r = await logRows(wd);
+    return r.length > 0 && r.every((x) => x.err) && r;
+  }).catch(() => logRows(wd));
+  check("errors only shows the failed request and nothing else", errorsOnly.length > 0 && errorsOnly.every((r) => r.err) && errorsOnly.some((r) => r.id === rows.closed.id), JSON.stringify(errorsOnly.map((r) => r.cells)));
+  await wd.click("#errorsOnly");
+
+  // Details: masked headers and the timing of each phase.
+  await wd.exec(`document.querySelector('#rows .r[data-id="${rows.fine.id}"]').click()`);
+  const details = await waitFor("the details pane", async () => {
+    const t = await wd.exec("return document.getElementById('details').hidden ? '' : document.getElementById('details').innerText");
+    return t.includes("First byte") && t;
+  }).catch((e) => e.message);
+  check("the details pane shows the phases and the headers", /Connect/.test(details) && /First byte/.test(details) && /user-agent/i.test(details), details);
+  check("the details pane masks Proxy-Authorization and Authorization", /proxy-authorization\s+Basic \*{4}/i.test(details) && /(^|\n)authorization\s+Basic \*{4}/i.test(details), details);
+  try {
+    windowShot(LOG_TITLE, path.join(ART, "connection-log-details.png"));
+  } catch {
+    // The first screenshot already reported a failure.
+  }
+  await wd.click("#closeDetails");
+
+  // Exports of what is shown.
+  await wd.click("#exportCsv");
+  const csvPath = await waitFor("the CSV export", async () => wd.exec("return document.getElementById('exported').dataset.path || ''"));
+  const csv = fs.readFileSync(csvPath, "utf8");
+  check("the CSV export has the rows shown", csv.includes(`/hello.txt`) && csv.includes(`127.0.0.1:${closedPort}/nothing`) && csv.includes(`CONNECT,127.0.0.1:${origin.port}`), csv.slice(0, 600));
+  await wd.exec("document.getElementById('exported').dataset.path = ''");
+  await wd.type("#filter", "CONNECT");
+  await wd.click("#exportJson");
+  const jsonPath = await waitFor("the JSON export", async () => wd.exec("return document.getElementById('exported').dataset.path || ''"));
+  const json = fs.readFileSync(jsonPath, "utf8");
+  let exported = [];
+  try {
+    exported = JSON.parse(json);
+  } catch {
+    // reported below
+  }
+  check("the JSON export holds exactly the filtered rows", exported.length > 0 && exported.every((e) => e.method === "CONNECT"), json.slice(0, 400));
+  await wd.type("#filter", "");
+
+  // No secret anywhere the log reaches.
+  const logDir = path.join(process.env.XDG_DATA_HOME, "io.gangway.desktop", "logs");
+  const logFiles = fs.existsSync(logDir) ? fs.readdirSync(logDir).map((f) => path.join(logDir, f)) : [];
+  const logText = logFiles.map((f) => fs.readFileSync(f, "utf8")).join("\n");
+  check("the rotating log file is in the data dir and has the requests", logFiles.length > 0 && logText.includes(`127.0.0.1:${closedPort}/nothing`), logDir);
+  const shownText = await wd.exec("return document.body.innerText");
+  check("the window shows where the log files are", shownText.includes(logDir), shownText.slice(-300));
+  const upstreamToken = Buffer.from(`${USER}:${PASSWORD}`, "utf8").toString("base64");
+  const found = leaks(
+    [["the window", shownText], ["the details pane", details], ["the CSV export", csv], ["the JSON export", json], ["the log file", logText]],
+    [["the password", PASSWORD], ["the Basic token", upstreamToken], ["the client's token", clientToken]],
+  );
+  check("no secret in any row, the details, the exports or the log file", found.length === 0, found.join(", "));
+  check("(the secret search can find what it looks for)", leaks([["x", `a ${upstreamToken} b`]], [["t", upstreamToken]]).length === 1);
+
+  // Load: 20,000 requests with the window open.
+  await wd.click("#clear");
+  const before = Number(await wd.exec("return document.getElementById('rows').dataset.events"));
+  const loadOrigin = await startLoadOrigin();
+  let worst = 0;
+  let monitoring = true;
+  let calls = 0;
+  const monitor = (async () => {
+    while (monitoring) {
+      const t0 = Date.now();
+      await wd.exec("return document.getElementById('shown').textContent");
+      worst = Math.max(worst, Date.now() - t0);
+      calls++;
+      await sleep(250);
+    }
+  })();
+  const result = await load(bridgePort, loadOrigin.address().port, LOAD_REQUESTS, LOAD_CONCURRENCY);
+  monitoring = false;
+  await monitor;
+  loadOrigin.close();
+  log(`load: ${result.ok} OK, ${result.failed} failed in ${result.seconds.toFixed(1)} s (${Math.round(LOAD_REQUESTS / result.seconds)} req/s); slowest WebDriver call ${worst} ms of ${calls}`);
+  check(`${LOAD_REQUESTS} requests through the bridge, all OK`, result.ok === LOAD_REQUESTS, JSON.stringify(result));
+  check(`the window answered WebDriver within ${RESPONSIVE_MS} ms throughout the load`, calls > 0 && worst < RESPONSIVE_MS, `${worst} ms`);
+  const settled = await waitFor("the log to settle", async () => {
+    const a = await wd.exec("const s = document.getElementById('shown').dataset; const d = document.getElementById('dropped'); return { kept: +s.kept, evicted: +s.evicted, events: +document.getElementById('rows').dataset.events, dropped: +(d.dataset.dropped || 0), droppedShown: !d.hidden, text: d.textContent }");
+    await sleep(400);
+    const b = await wd.exec("return +document.getElementById('rows').dataset.events");
+    return a.events === b && a.events - before >= LOAD_REQUESTS && a;
+  }).catch((e) => ({ error: e.message }));
+  log(`log after the load: ${JSON.stringify(settled)}`);
+  check("the history is capped at 10,000 rows", settled.kept === 10_000, JSON.stringify(settled));
+  check("every event was shown or counted as dropped", settled.kept + settled.evicted + settled.dropped === settled.events - before, JSON.stringify(settled));
+  check("dropped rows are shown when there are any", settled.droppedShown === settled.dropped > 0, JSON.stringify(settled));
+  const t0 = Date.now();
+  await wd.type("#filter", "load/19999");
+  const last = await waitFor("the filter over 10,000 rows", async () => {
+    const r = await logRows(wd);
+    return r.length === 1 && r;
+  }, RESPONSIVE_MS).catch(() => logRows(wd));
+  check("filtering 10,000 rows answers at once", last.length === 1 && Date.now() - t0 < RESPONSIVE_MS, `${last.length} rows, ${Date.now() - t0} ms`);
+
+  // Closing the window destroys it (and its webview), through the same
+  // path as its title bar's close button.
+  const withLog = treeRss(trayPid());
+  try {
+    await wd.exec("window.__TAURI__.window.getCurrentWindow().close()");
+  } catch {
+    // The window may be gone before WebDriver answers.
+  }
+  await wd.switchTo(settingsHandle);
+  await waitFor("the log window to close", () => !run("xwininfo", ["-root", "-tree"], { stdio: ["ignore", "pipe", "ignore"] }).includes(LOG_TITLE))
+    .then(() => check("closing the log window destroys it", true))
+    .catch((e) => check("closing the log window destroys it", false, e.message));
+  await sleep(1500);
+  const closed = treeRss(trayPid());
+  log(`the app's memory (with its WebKit processes): ${withLog.mib} MiB in ${withLog.procs} processes with the log open, ${closed.mib} MiB in ${closed.procs} after closing it`);
+  check("closing the log window gives its memory back", closed.mib < withLog.mib, `${withLog.mib} -> ${closed.mib} MiB`);
+}
+
+/** RSS of a process and all its descendants, from /proc. */
+function treeRss(root) {
+  const parent = new Map();
+  for (const pid of fs.readdirSync("/proc").filter((d) => /^\d+$/.test(d))) {
+    try {
+      const stat = fs.readFileSync(`/proc/${pid}/stat`, "utf8");
+      parent.set(Number(pid), Number(stat.slice(stat.lastIndexOf(")") + 2).split(" ")[1]));
+    } catch {
+      // gone meanwhile
+    }
+  }
+  const tree = new Set([root]);
+  let grew = true;
+  while (grew) {
+    grew = false;
+    for (const [pid, ppid] of parent) if (tree.has(ppid) && !tree.has(pid)) (tree.add(pid), (grew = true));
+  }
+  let kib = 0;
+  for (const pid of tree) {
+    try {
+      kib += Number(/VmRSS:\s+(\d+)/.exec(fs.readFileSync(`/proc/${pid}/status`, "utf8"))?.[1] ?? 0);
+    } catch {
+      // gone meanwhile
+    }
+  }
+  return { mib: Math.round(kib / 1024), procs: tree.size };
 }
 
 // ---- The test ------------------------------------------------------------------
@@ -385,6 +681,8 @@ async function main() {
   check("curl through the bridge reaches the local origin", body === "hello through the gangway", body);
   await sleep(300);
   check("the request went through Squid, authenticated as bob", squid.accessLog().split("\n").some((l) => l.includes(`/hello.txt`) && l.includes(" bob ") && l.includes("/200 ")), squid.accessLog());
+
+  await connectionLog(wd, { bridgePort, origin, squid });
 
   // 5. Disable: GNOME is back to the corporate values, exactly.
   trayClick("Enable bridging");

@@ -15,7 +15,7 @@
 //! [`BACKLOG`] events), so a window opened after a failure still shows it,
 //! and the app's idle footprint stays small.
 
-use std::collections::VecDeque;
+use std::collections::{HashMap, VecDeque};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
@@ -44,6 +44,9 @@ pub struct LogBatch {
     /// fell behind.
     pub dropped: u64,
     pub counters: Counters,
+    /// The program behind a client address, where known
+    /// ([`crate::process_names`]).
+    pub names: HashMap<String, String>,
 }
 
 /// The window header's live figures.
@@ -216,6 +219,7 @@ impl ConnectionLog {
                     events: i.events,
                     bridging: stats.is_some(),
                 },
+                names: HashMap::new(),
             }
         })
     }

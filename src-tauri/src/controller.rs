@@ -11,7 +11,7 @@
 use std::net::SocketAddr;
 use std::sync::{Arc, Mutex, Weak};
 
-use gangway_engine::events::Phase;
+use gangway_engine::events::{Kind, Phase};
 use gangway_engine::probe::{self, ProbeReport, DEFAULT_PROBE_URL};
 use gangway_engine::upstream::gate::CredentialStatus;
 use gangway_engine::{Password, ProxyType, Settings, SettingsError};
@@ -20,6 +20,7 @@ use tokio::sync::{broadcast, watch};
 
 use crate::bridge::{BridgeError, BridgeHost};
 use crate::connection_log::{ConnectionLog, LogBatch, TICK};
+use crate::process_names::{self, ProcessNames};
 use crate::secrets::{Secrets, SecretsError, Storage};
 use crate::settings_store::{AppSettings, SettingsStore, StoreError};
 use crate::sysproxy::{ProxyError, SystemProxy};
@@ -507,6 +508,7 @@ impl Gangway {
         }
         let me = self.me.clone();
         tokio::spawn(async move {
+            let mut names = ProcessNames::default();
             let mut tick = tokio::time::interval(TICK);
             tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
             loop {
@@ -516,7 +518,26 @@ impl Gangway {
                     break;
                 }
                 let stats = app.bridge.status().await.map(|s| s.stats);
-                if let Err(e) = send(app.log.take_batch(stats.as_ref())) {
+                let mut batch = app.log.take_batch(stats.as_ref());
+                let clients = batch
+                    .events
+                    .iter()
+                    .filter(|e| e.kind != Kind::Local)
+                    .map(|e| e.client);
+                let ask = names.to_look_up(clients);
+                if !ask.is_empty() {
+                    if let Ok(found) =
+                        tokio::task::spawn_blocking(move || process_names::lookup(&ask)).await
+                    {
+                        names.learn(found);
+                    }
+                }
+                for e in &batch.events {
+                    if let Some(name) = names.get(&e.client) {
+                        batch.names.insert(e.client.to_string(), name.to_owned());
+                    }
+                }
+                if let Err(e) = send(batch) {
                     tracing::debug!("the connection log window stopped listening: {e}");
                     // Unless another window took over meanwhile.
                     let ours = app.log_generation.compare_exchange(

@@ -20,7 +20,7 @@
 //!   - [`settings_store`]: the non-secret settings file.
 //! - [`connection_log`]: the log window's feed: engine events in batches,
 //!   with live counters; the same events also go to a rotating log file
-//!   (see [`log_dir`]).
+//!   (see [`log_dir`]); [`process_names`] tells which program a client is.
 //! - [`terminal`]: the `export` lines for "Copy proxy settings for terminals".
 //! - [`headless`]: no display: the bridge alone, with the saved settings.
 //!
@@ -32,6 +32,7 @@ pub mod commands;
 pub mod connection_log;
 pub mod controller;
 pub mod headless;
+pub mod process_names;
 pub mod secrets;
 pub mod settings_store;
 pub mod sysproxy;

@@ -508,6 +508,7 @@ async function connectionLog(wd, { bridgePort, origin, squid }) {
     const r = await logRows(wd);
     return r.length === 1 && r;
   }, RESPONSIVE_MS).catch(() => logRows(wd));
+  check("the client column names the program behind a live connection (node)", last.length === 1 && last[0].cells[1].endsWith("(node)"), JSON.stringify(last[0]?.cells));
   check("filtering 10,000 rows answers at once", last.length === 1 && Date.now() - t0 < RESPONSIVE_MS, `${last.length} rows, ${Date.now() - t0} ms`);
 
   // Closing the window destroys it (and its webview), through the same

@@ -12,6 +12,7 @@ import {
   RowStore,
   authText,
   bytes,
+  clientText,
   clock,
   duration,
   errorText,
@@ -44,6 +45,8 @@ let droppedByApp = 0;
 let droppedWhilePaused = 0;
 let selected: number | null = null;
 let renderQueued = false;
+/** Client address -> program, as the app found them. */
+const names = new Map<string, string>();
 
 function savedHistory(): number {
   const n = Number(localStorage.getItem(HISTORY_KEY));
@@ -94,7 +97,7 @@ function rowElement(e: LogEvent): HTMLDivElement {
   r.setAttribute("role", "row");
   r.append(
     cell(clock(e.started_ms)),
-    cell(e.client),
+    cell(clientText(e)),
     cell(e.method),
     cell(e.target),
     cell(routeText(e)),
@@ -183,7 +186,7 @@ function showDetails(id: number) {
   parts.push(
     table([
       ["Time", new Date(e.started_ms).toLocaleString()],
-      ["Client", e.client],
+      ["Client", clientText(e)],
       ["Route", routeText(e)],
       ["Auth", authText(e) || "none"],
       ["Status", statusText(e)],
@@ -226,6 +229,14 @@ function onBatch(batch: LogBatch) {
   notice.textContent = "Bridging is off. Enable it from the tray menu; traffic through the bridge will appear here.";
   const changedDrops = batch.dropped !== droppedByApp;
   droppedByApp = batch.dropped;
+  for (const ev of batch.events) {
+    const name = batch.names[ev.client] ?? names.get(ev.client);
+    if (name) {
+      ev.process = name;
+      if (names.size > 5_000) names.clear();
+      names.set(ev.client, name);
+    }
+  }
   if (batch.events.length === 0) {
     if (changedDrops) scheduleRender();
     return;

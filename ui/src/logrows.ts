@@ -21,6 +21,8 @@ export interface LogEvent {
   auth_ms: number | null;
   first_byte_ms: number | null;
   error: string | null;
+  /** The client's program, where the OS could tell (set by the window). */
+  process?: string;
   request_headers?: [string, string][];
   response_headers?: [string, string][];
 }
@@ -38,6 +40,8 @@ export interface LogBatch {
   events: LogEvent[];
   dropped: number;
   counters: Counters;
+  /** Client address -> program name. */
+  names: Record<string, string>;
 }
 
 export interface Filter {
@@ -122,7 +126,7 @@ export function matches(e: LogEvent, f: Filter): boolean {
 }
 
 function searchText(e: LogEvent): string {
-  return [e.client, e.method, e.target, e.route, authText(e), e.status ?? "", errorText(e), e.kind]
+  return [clientText(e), e.method, e.target, e.route, authText(e), e.status ?? "", errorText(e), e.kind]
     .join(" ")
     .toLowerCase();
 }
@@ -144,6 +148,10 @@ export function authText(e: LogEvent): string {
   if (e.auth.reused) return `${e.auth.scheme}, pooled`;
   if (e.auth.handshake) return `${e.auth.scheme}, handshake`;
   return e.auth.scheme;
+}
+
+export function clientText(e: LogEvent): string {
+  return e.process ? `${e.client} (${e.process})` : e.client;
 }
 
 export function routeText(e: LogEvent): string {
@@ -236,7 +244,7 @@ export function toCsv(events: LogEvent[]): string {
     lines.push(
       [
         new Date(e.started_ms).toISOString(),
-        e.client,
+        clientText(e),
         e.kind,
         e.method,
         e.target,

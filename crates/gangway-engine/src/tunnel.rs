@@ -6,6 +6,7 @@
 use std::net::SocketAddr;
 use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
 use std::sync::Arc;
+use std::time::Duration;
 
 use bytes::Bytes;
 use http::{header, HeaderValue, Method, Request, Response, StatusCode, Uri};
@@ -26,9 +27,17 @@ use crate::upstream::connect::{self, PeerKind};
 use crate::upstream::Payload;
 
 /// Relay buffer per direction: it starts at the minimum and doubles while
-/// reads fill it, up to the maximum (a few TLS records at full speed).
+/// reads fill it, up to the maximum. For two sockets the maximum is 256 KiB:
+/// a bulk transfer then moves in a quarter of the reads and writes it takes
+/// at 64 KiB (bench/ANALYSIS.md), and the buffer exists only while the
+/// direction is busy, so idle tunnels don't pay for the size.
 const RELAY_BUFFER_MIN: usize = 4 * 1024;
 const RELAY_BUFFER_MAX: usize = 64 * 1024;
+const SOCKET_RELAY_BUFFER_MAX: usize = 256 * 1024;
+/// How long a streaming direction keeps its buffer while its socket is
+/// quiet, so a bulk transfer doesn't free and reallocate it at every
+/// readiness.
+const RELAY_BUFFER_LINGER: Duration = Duration::from_millis(250);
 
 /// The far end of a tunnel.
 enum Far {
@@ -209,7 +218,7 @@ enum Either {
 
 /// [`pump_both`] for two plain sockets, the usual case: each direction
 /// waits for readiness before it holds a buffer, and lets the buffer go
-/// once the socket is drained, so an idle tunnel holds no buffer at all.
+/// once the traffic stops, so an idle tunnel holds no buffer at all.
 async fn sockets_both(
     a: TcpStream,
     a_early: Bytes,
@@ -240,11 +249,26 @@ async fn socket_pump(
     // that whole buffer alive for the tunnel's lifetime.
     drop(early);
     let mut size = RELAY_BUFFER_MIN;
+    // Invariant: `buf` holds memory only while the direction is busy. It
+    // is allocated (without zeroing) at a readiness and let go when the
+    // socket is drained, unless the burst filled at least 64 KiB in one
+    // read (a bulk transfer): then it is kept across readiness waits until
+    // the socket stays quiet for RELAY_BUFFER_LINGER.
+    let mut buf: Vec<u8> = Vec::new();
     loop {
-        reader.readable().await?;
-        // Held only while data is flowing: allocated at readiness (without
-        // zeroing), dropped when the socket is drained.
-        let mut buf: Vec<u8> = Vec::with_capacity(size);
+        if buf.capacity() == 0 {
+            reader.readable().await?;
+            buf.reserve_exact(size);
+        } else {
+            match tokio::time::timeout(RELAY_BUFFER_LINGER, reader.readable()).await {
+                Ok(ready) => ready?,
+                Err(_quiet) => {
+                    buf = Vec::new();
+                    continue;
+                }
+            }
+        }
+        let mut streaming = false;
         loop {
             buf.clear();
             match reader.try_read_buf(&mut buf) {
@@ -255,15 +279,22 @@ async fn socket_pump(
                 Ok(n) => {
                     writer.write_all(&buf[..n]).await?;
                     counter.fetch_add(n as u64, Relaxed);
-                    if n == buf.capacity() && size < RELAY_BUFFER_MAX {
-                        size = (size * 2).min(RELAY_BUFFER_MAX);
-                        buf.clear();
-                        buf.reserve(size);
+                    if n == buf.capacity() {
+                        // A full small buffer is a handshake flight or a
+                        // page; a full large one is a bulk transfer.
+                        streaming |= n >= RELAY_BUFFER_MAX;
+                        if size < SOCKET_RELAY_BUFFER_MAX {
+                            size = (size * 2).min(SOCKET_RELAY_BUFFER_MAX);
+                            buf = Vec::with_capacity(size);
+                        }
                     }
                 }
                 Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => break,
                 Err(e) => return Err(e),
             }
+        }
+        if !streaming {
+            buf = Vec::new();
         }
     }
 }

@@ -353,7 +353,11 @@ function leaks(haystacks, needles) {
   return found;
 }
 
-function windowShot(title, file) {
+async function windowShot(wd, title, file) {
+  // WebKit may not have painted the X window yet; a WebDriver screenshot
+  // makes it paint (see the settings screenshot above).
+  await wd.screenshot(path.join(WORK, "paint.png"));
+  await sleep(300);
   const info = run("xwininfo", ["-name", title], { stdio: ["ignore", "pipe", "ignore"] });
   const id = /Window id: (0x[0-9a-f]+)/.exec(info)?.[1];
   if (!id) throw new Error(`no X window named ${title}`);
@@ -398,7 +402,7 @@ async function connectionLog(wd, { bridgePort, origin, squid }) {
   await sleep(300);
   const shot = path.join(ART, "connection-log.png");
   try {
-    windowShot(LOG_TITLE, shot);
+    await windowShot(wd, LOG_TITLE, shot);
     log(`screenshot of the connection log: ${shot}`);
   } catch (e) {
     check("a screenshot of the connection log", false, e.message);
@@ -429,7 +433,7 @@ async function connectionLog(wd, { bridgePort, origin, squid }) {
   check("the details pane shows the phases and the headers", /Connect/.test(details) && /First byte/.test(details) && /user-agent/i.test(details), details);
   check("the details pane masks Proxy-Authorization and Authorization", /proxy-authorization\s+Basic \*{4}/i.test(details) && /(^|\n)authorization\s+Basic \*{4}/i.test(details), details);
   try {
-    windowShot(LOG_TITLE, path.join(ART, "connection-log-details.png"));
+    await windowShot(wd, LOG_TITLE, path.join(ART, "connection-log-details.png"));
   } catch {
     // The first screenshot already reported a failure.
   }

@@ -1,8 +1,9 @@
 //! Switching the desktop's proxy setting to the bridge and back, exactly.
 //!
-//! The platform part ([`ProxyBackend`]: GNOME's gsettings, Windows' HKCU
-//! Internet Settings) only reads and writes named values as text. This
-//! module owns the policy, the same on every platform:
+//! The platform part ([`ProxyBackend`]: GNOME's gsettings, Windows' WinINet
+//! per-connection options and HKCU Internet Settings) only reads and writes
+//! named values as text. This module owns the policy, the same on every
+//! platform:
 //!
 //! 1. **Snapshot first.** Before anything is changed, every value we may
 //!    touch is read and written to `proxy-snapshot.json` in the app data
@@ -15,10 +16,10 @@
 //!    made meanwhile survives.
 //! 4. **Recover after a crash.** A snapshot left at startup while the
 //!    system still holds the bridge's values means we died while enabled:
-//!    restore what is still ours, and say so once. The on/off switch
-//!    (GNOME's mode, Windows' ProxyEnable) is written last and restored
-//!    first, so a crash halfway through never leaves it on over a
-//!    half-written setting.
+//!    restore what is still ours, and say so once. The on/off switches
+//!    (GNOME's mode; on Windows each connection's flags and ProxyEnable)
+//!    are written last and restored first, so a crash halfway through
+//!    never leaves one on over a half-written setting.
 //!
 //! The `sysproxy` crate is not used: on Linux it only shells out to
 //! gsettings without checking the result and sets SOCKS too; on Windows it
@@ -33,7 +34,8 @@ use serde::{Deserialize, Serialize};
 
 #[cfg(target_os = "linux")]
 mod gnome;
-#[cfg(windows)]
+// Its text helpers are unit-tested on every platform.
+#[cfg(any(windows, test))]
 mod windows;
 
 /// The snapshot's file name in the app data directory.
@@ -53,10 +55,16 @@ pub trait ProxyBackend: Send + Sync + 'static {
     fn snapshot_keys(&self) -> Vec<String>;
     /// What pointing the system at the bridge means, key by key.
     fn desired(&self, bridge: SocketAddr, bypass: &[String]) -> Values;
-    /// The key that turns the manual proxy on (GNOME's mode, Windows'
-    /// ProxyEnable): written last and restored first, so a crash halfway
+    /// The key that turns the manual proxy on (GNOME's mode, Windows' LAN
+    /// flags): written last and restored first, so a crash halfway
     /// through never leaves the switch on over half-written values.
     fn switch_key(&self) -> String;
+    /// Whether `key` is a switch, for backends with more than one (Windows:
+    /// one per connection). Switches are written after, and restored
+    /// before, every other key.
+    fn is_switch(&self, key: &str) -> bool {
+        key == self.switch_key()
+    }
     fn read(&self, key: &str) -> Result<Value, ProxyError>;
     fn write(&self, key: &str, value: &Value) -> Result<(), ProxyError>;
     /// Tells running programs the settings changed (Windows' WinInet).
@@ -227,10 +235,10 @@ impl SystemProxy {
         self.snapshot_path.exists()
     }
 
-    /// `values`' keys with the switch key last (or first, when restoring).
+    /// `values`' keys with the switches last (or first, when restoring).
     fn ordered<'a>(&self, values: &'a Values, switch_first: bool) -> Vec<(&'a String, &'a Value)> {
-        let switch = self.backend.switch_key();
-        let (mut on, mut rest): (Vec<_>, Vec<_>) = values.iter().partition(|(k, _)| **k == switch);
+        let (mut on, mut rest): (Vec<_>, Vec<_>) =
+            values.iter().partition(|(k, _)| self.backend.is_switch(k));
         if switch_first {
             on.extend(rest);
             on
@@ -529,6 +537,50 @@ mod tests {
         };
         assert_eq!(keys(false).last().map(String::as_str), Some("mode"));
         assert_eq!(keys(true).first().map(String::as_str), Some("mode"));
+    }
+
+    /// The fake with `host` as a second switch, like Windows' one per
+    /// connection.
+    struct TwoSwitches(Arc<FakeBackend>);
+
+    impl ProxyBackend for TwoSwitches {
+        fn name(&self) -> &'static str {
+            self.0.name()
+        }
+        fn snapshot_keys(&self) -> Vec<String> {
+            self.0.snapshot_keys()
+        }
+        fn desired(&self, bridge: SocketAddr, bypass: &[String]) -> Values {
+            self.0.desired(bridge, bypass)
+        }
+        fn switch_key(&self) -> String {
+            self.0.switch_key()
+        }
+        fn is_switch(&self, key: &str) -> bool {
+            key == "mode" || key == "host"
+        }
+        fn read(&self, key: &str) -> Result<Value, ProxyError> {
+            self.0.read(key)
+        }
+        fn write(&self, key: &str, value: &Value) -> Result<(), ProxyError> {
+            self.0.write(key, value)
+        }
+    }
+
+    #[test]
+    fn every_switch_is_written_last_and_restored_first() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let fake = corporate();
+        let sp = SystemProxy::new(Box::new(TwoSwitches(fake.clone())), dir.path());
+        let desired = fake.desired(BRIDGE.parse().expect("addr"), &[]);
+        let keys = |first| -> Vec<String> {
+            sp.ordered(&desired, first)
+                .into_iter()
+                .map(|(k, _)| k.clone())
+                .collect()
+        };
+        assert_eq!(keys(false), ["ignore", "port", "host", "mode"]);
+        assert_eq!(keys(true), ["host", "mode", "ignore", "port"]);
     }
 
     #[test]

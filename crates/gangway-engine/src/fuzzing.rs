@@ -34,6 +34,7 @@ use tokio::task::JoinHandle;
 
 use crate::bypass::BypassList;
 use crate::connection::http1_builder;
+use crate::head_check::{HeadCheck, Verdict};
 use crate::headers::{strip_hop_by_hop, without_userinfo, ViaToken};
 use crate::settings::{Settings, SettingsFile};
 
@@ -202,11 +203,15 @@ async fn exchange(data: &[u8]) -> Vec<u8> {
     let builder = http1_builder(&settings);
     let tunnels: Tunnels = Arc::default();
     let via = Arc::new(ViaToken::new());
+    // The bridge's own head check in front of hyper, as in `connection`.
+    let verdict = Arc::new(Verdict::default());
+    let server = HeadCheck::new(server, settings.limits.max_header_bytes, verdict.clone());
     let service = {
         let tunnels = tunnels.clone();
         let progress = progress.clone();
         service_fn(move |req| {
-            let response = respond(req, tunnels.clone(), progress.clone(), via.clone());
+            let refused = verdict.take().is_some();
+            let response = respond(req, refused, tunnels.clone(), progress.clone(), via.clone());
             async move { Ok::<_, Infallible>(response.await) }
         })
     };
@@ -267,10 +272,20 @@ type Tunnels = Arc<Mutex<Vec<JoinHandle<()>>>>;
 /// the client until it closes.
 async fn respond(
     mut req: Request<Incoming>,
+    refused: bool,
     tunnels: Tunnels,
     progress: Arc<AtomicU64>,
     via: Arc<ViaToken>,
 ) -> Response<Empty<Bytes>> {
+    if refused {
+        // What the bridge answers a head the check refused (the stand-in
+        // request hyper parsed carries nothing of the client's).
+        let mut res = Response::new(Empty::new());
+        *res.status_mut() = StatusCode::BAD_REQUEST;
+        res.headers_mut()
+            .insert(header::CONNECTION, HeaderValue::from_static("close"));
+        return res;
+    }
     *req.uri_mut() = without_userinfo(req.uri());
     assert!(
         !req.uri()

@@ -3,8 +3,10 @@
 
 use std::time::Duration;
 
-use gangway_testkit::origin::{chunked_body, HELLO};
-use gangway_testkit::{free_port, pattern, sha256_hex, Curl, Gangway, Origin, PatternFile};
+use gangway_testkit::origin::{chunked_body, EchoReply, HELLO};
+use gangway_testkit::{
+    free_port, pattern, sha256_hex, Curl, Gangway, Origin, PatternFile, RawConn,
+};
 
 const GANGWAY: &str = env!("CARGO_BIN_EXE_gangway");
 const VERSION: &str = env!("CARGO_PKG_VERSION");
@@ -255,6 +257,35 @@ fn connect_tunnels_plain_http_too() {
         .run();
     assert_eq!(out.connect_code(), 200, "{}", out.report());
     assert_eq!(out.text(), HELLO);
+}
+
+/// A client may send its first tunnel bytes in the same write as the
+/// CONNECT head (curl doesn't, TLS False Start and some tools do): they
+/// reach the bridge before its 200, with the head, and must still go
+/// through the tunnel first and intact.
+#[test]
+fn bytes_pipelined_after_connect_arrive_intact() {
+    let origin = Origin::start();
+    let gw = Gangway::direct(GANGWAY);
+    let target = origin.authority();
+    let body = pattern(300_000);
+    let mut conn = RawConn::connect(gw.addr()).unwrap();
+    let mut write = format!(
+        "CONNECT {target} HTTP/1.1\r\nHost: {target}\r\n\r\n\
+         POST /echo HTTP/1.1\r\nHost: {target}\r\nContent-Length: {}\r\n\
+         Connection: close\r\n\r\n",
+        body.len()
+    )
+    .into_bytes();
+    write.extend_from_slice(&body);
+    conn.send(&write).unwrap();
+    let connect = conn.read_head().unwrap();
+    assert_eq!(connect.status, 200, "{}", gw.output_report());
+    let head = conn.read_head().unwrap();
+    assert_eq!(head.status, 200, "{}", gw.output_report());
+    let echo = EchoReply::parse(&conn.read_body(&head).unwrap());
+    assert_eq!(echo.len, body.len() as u64);
+    assert_eq!(echo.sha256, sha256_hex(&body));
 }
 
 #[test]

@@ -201,6 +201,17 @@ impl<T> HeadCheck<T> {
         }
     }
 
+    /// The socket back, with the bytes read from it but not handed on
+    /// yet. For a tunnel: after the CONNECT head everything passes
+    /// unchecked, so these are the client's first tunnel bytes, and they
+    /// come after whatever hyper itself has buffered.
+    pub(crate) fn into_parts(mut self) -> (T, Vec<u8>) {
+        if self.start > 0 {
+            self.pending.drain(..self.start);
+        }
+        (self.io, self.pending)
+    }
+
     /// Marks `n` pending bytes as handed on.
     fn consume(&mut self, n: usize) {
         self.start += n;
@@ -832,6 +843,20 @@ mod tests {
     async fn a_tunnel_passes_unchecked() {
         let input = b"CONNECT a:443 HTTP/1.1\r\nHost: a:443\r\n\r\n\x16\x03\x01\n\n\n";
         passed(input).await;
+    }
+
+    #[tokio::test]
+    async fn into_parts_gives_back_what_was_not_handed_on() {
+        let head = b"CONNECT a:443 HTTP/1.1\r\nHost: a:443\r\n\r\n";
+        let input = [&head[..], b"\x16\x03\x01tunnel"].concat();
+        let verdict = Arc::new(Verdict::default());
+        let mut check = HeadCheck::new(&input[..], LIMIT, verdict);
+        let mut buf = vec![0u8; 1024];
+        let n = check.read(&mut buf).await.unwrap();
+        assert_eq!(&buf[..n], head, "the head is handed on alone");
+        let (rest_of_io, unread) = check.into_parts();
+        assert_eq!(unread, b"\x16\x03\x01tunnel");
+        assert!(rest_of_io.is_empty());
     }
 
     #[tokio::test]

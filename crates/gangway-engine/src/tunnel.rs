@@ -21,6 +21,7 @@ use crate::body::{self, Metered, ResBody};
 use crate::connection::Permit;
 use crate::error::ProxyError;
 use crate::events::{Kind, Recorder};
+use crate::head_check::HeadCheck;
 use crate::router::upstream_for;
 use crate::server::{Engine, Routing};
 use crate::upstream::connect::{self, PeerKind};
@@ -178,8 +179,12 @@ async fn open(
 /// TCP sockets when hyper allows (it always does for our own connections),
 /// so the copy loop runs on plain sockets with no HTTP layer in between.
 async fn relay(client: Upgraded, far: Far, rec: &mut Recorder) {
-    let client = match client.downcast::<TokioIo<TcpStream>>() {
-        Ok(parts) => Either::Socket(parts.io.into_inner(), parts.read_buf),
+    // The client socket reaches hyper through `HeadCheck` (connection.rs).
+    let client = match client.downcast::<TokioIo<HeadCheck<TcpStream>>>() {
+        Ok(parts) => {
+            let (socket, unread) = parts.io.into_inner().into_parts();
+            Either::Socket(socket, early_bytes(parts.read_buf, unread))
+        }
         Err(upgraded) => Either::Upgraded(TokioIo::new(upgraded)),
     };
     let far = match far {
@@ -208,6 +213,19 @@ async fn relay(client: Upgraded, far: Far, rec: &mut Recorder) {
         // Resets at the end of a TLS session are routine; keep the reason
         // for the log, not as an error the user must read.
         tracing::debug!("tunnel #{} ended: {e}", rec.id());
+    }
+}
+
+/// The client's bytes that arrived with or after the CONNECT head, in
+/// stream order: hyper read its buffer's bytes from `HeadCheck` before
+/// `HeadCheck` read the ones it still holds.
+fn early_bytes(hyper_buf: Bytes, unread: Vec<u8>) -> Bytes {
+    if unread.is_empty() {
+        hyper_buf
+    } else if hyper_buf.is_empty() {
+        Bytes::from(unread)
+    } else {
+        Bytes::from([&hyper_buf[..], &unread[..]].concat())
     }
 }
 

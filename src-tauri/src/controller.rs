@@ -435,10 +435,10 @@ impl Gangway {
     /// connection log, and upstream trouble and credential verdicts reach
     /// the status as they happen. Ends with the bridge.
     ///
-    /// The status is recomputed at once for an event that can change it
-    /// (an error, a 407, the end of upstream trouble) and otherwise at most
-    /// every [`STATUS_EVERY`], plus once when traffic pauses: cheap at
-    /// thousands of requests a second.
+    /// The status is recomputed at once when upstream trouble starts or
+    /// ends, and otherwise (a credential verdict, say) at most every
+    /// [`STATUS_EVERY`], plus once when traffic pauses: cheap at thousands
+    /// of requests (or of 407s to a locked-out client) a second.
     async fn watch_events(&self) {
         let Some(control) = self.bridge.control().await else {
             return;
@@ -472,7 +472,7 @@ impl Gangway {
                 };
                 let Some(app) = me.upgrade() else { break };
                 app.log.record(&event);
-                let mut urgent = event.status == Some(407);
+                let mut urgent = false;
                 if event.phase == Phase::Done && event.route != "direct" {
                     let upstream_failed =
                         event.error.is_some() && matches!(event.status, Some(502) | Some(504));

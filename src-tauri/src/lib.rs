@@ -101,7 +101,9 @@ pub fn run_app<R: Runtime>(builder: Builder<R>) {
             code: None, api, ..
         } => api.prevent_exit(),
         // Whatever path led here, never leave the system pointing at a
-        // bridge that is about to disappear.
+        // bridge that is about to disappear. On Windows this includes the
+        // end of the session: tao turns WM_ENDSESSION into this event
+        // before the process exits.
         RunEvent::Exit => {
             if let Some(ctl) = app.try_state::<Arc<Gangway>>() {
                 let ctl = ctl.inner().clone();

@@ -28,6 +28,9 @@
 //! 7. [`events`]: one connection event per request or tunnel, broadcast
 //!    and logged, never carrying a secret.
 //!
+//! An open tunnel relays bytes in `tunnel`; between two plain sockets on
+//! Linux it goes through `splice`, so the bytes stay in the kernel.
+//!
 //! [`settings`] validates configuration once; [`error`] names every failure
 //! with the status the client gets.
 
@@ -46,6 +49,8 @@ pub mod probe;
 mod router;
 pub mod server;
 pub mod settings;
+#[cfg(target_os = "linux")]
+mod splice;
 pub mod stats;
 mod tunnel;
 pub mod upstream;

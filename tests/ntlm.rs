@@ -435,6 +435,72 @@ fn client_connection_close_does_not_leak_into_the_handshake() {
 }
 
 #[test]
+fn an_upstream_closing_after_its_challenge_gets_one_fresh_handshake() {
+    let origin = Origin::start();
+    let users = [NtlmUser::new(DOMAIN, BOB, BOB_PASSWORD)];
+
+    // The first Type 2 comes with `Connection: close`: the handshake starts
+    // over once on a new connection and completes.
+    let peer = NtlmPeer::start_with(&users, &["--close-after-challenge", "1"]);
+    let gw = ntlm_bridge(&peer)
+        .user("CORP\\bob")
+        .password_stdin(BOB_PASSWORD)
+        .start();
+    let first = Curl::via(gw.addr()).url(origin.url("/hello")).run();
+    assert_eq!(
+        first.code(),
+        200,
+        "{}\n{}\n{}",
+        first.report(),
+        gw.output_report(),
+        peer.report()
+    );
+    assert_eq!(first.text(), HELLO);
+    let stats = peer.stats();
+    assert_eq!(
+        (
+            stats.closed_after_challenge,
+            stats.type1_seen,
+            stats.handshakes_ok,
+            stats.handshakes_failed
+        ),
+        (1, 2, 1, 0),
+        "{}",
+        peer.report()
+    );
+
+    // Only once per request: a second close in a row is an error in words,
+    // and not a credential failure; the next request works.
+    let peer = NtlmPeer::start_with(&users, &["--close-after-challenge", "2"]);
+    let gw = ntlm_bridge(&peer)
+        .user("CORP\\bob")
+        .password_stdin(BOB_PASSWORD)
+        .start();
+    let cut = Curl::via(gw.addr()).url(origin.url("/hello")).run();
+    assert_eq!(cut.code(), 502, "{}\n{}", cut.report(), peer.report());
+    assert!(
+        cut.text()
+            .contains("closed the connection in the middle of the NTLM handshake"),
+        "{}",
+        cut.report()
+    );
+    assert_eq!(status_json(gw.addr())["failed_attempts"], 0);
+    let after = Curl::via(gw.addr()).url(origin.url("/hello")).run();
+    assert_eq!(after.code(), 200, "{}\n{}", after.report(), peer.report());
+    let stats = peer.stats();
+    assert_eq!(
+        (
+            stats.closed_after_challenge,
+            stats.type1_seen,
+            stats.handshakes_failed
+        ),
+        (2, 3, 0),
+        "{}",
+        peer.report()
+    );
+}
+
+#[test]
 fn http10_client_gets_a_completed_handshake() {
     let origin = Origin::start();
     let peer = corp_peer();

@@ -133,6 +133,7 @@ STATS_KEYS = (
     "requests",
     "max_handshakes_on_one_connection",
     "type3_without_challenge",
+    "closed_after_challenge",
 )
 
 
@@ -207,6 +208,8 @@ class Events:
         self.stats_path = stats_path
         self.counts = dict.fromkeys(STATS_KEYS, 0)
         self.log = open(log_path, "a", encoding="utf-8", buffering=1) if log_path else None
+        # Type 2s still to be sent with Connection: close (--close-after-challenge).
+        self.close_after_challenge = 0
         self.write_stats()
 
     def event(self, conn_id, name, *bumps, **fields):
@@ -550,6 +553,13 @@ class Connection:
                 return await self.ask_for_ntlm(keep=False)
             self.pending = context
             keep = keep and await drain_body(head, self.reader)
+            if self.events.close_after_challenge > 0:
+                # An upstream that will not keep a connection open across
+                # the handshake: the Type 2 goes out with Connection: close.
+                self.events.close_after_challenge -= 1
+                self.pending = None
+                self.event("type2-then-close", "closed_after_challenge")
+                keep = False
             return await self.ask_for_ntlm(keep, challenge)
 
         if message is not None and message[0] == 3:
@@ -814,6 +824,7 @@ def parse_listen(value):
 
 async def serve(args):
     events = Events(args.stats, args.log)
+    events.close_after_challenge = args.close_after_challenge
     live = {}  # handler task -> its Connection, for shutdown
 
     async def on_client(reader, writer):
@@ -868,6 +879,13 @@ def main(argv):
         "--stats", required=True, help="JSON stats file, rewritten after every event"
     )
     parser.add_argument("--log", help="append one line per event here")
+    parser.add_argument(
+        "--close-after-challenge",
+        type=int,
+        default=0,
+        metavar="N",
+        help="send the first N Type 2 challenges with Connection: close, then close",
+    )
     args = parser.parse_args(argv)
 
     check_user_file(args.users)

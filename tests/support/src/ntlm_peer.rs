@@ -85,6 +85,9 @@ pub struct NtlmStats {
     pub max_handshakes_on_one_connection: u64,
     /// Type 3s on a connection with no pending Type 2.
     pub type3_without_challenge: u64,
+    /// Type 2s sent with `Connection: close` (`--close-after-challenge`).
+    #[serde(default)]
+    pub closed_after_challenge: u64,
 }
 
 /// A running NTLM proxy. Dropping it stops it (SIGTERM, then SIGKILL).
@@ -97,6 +100,12 @@ pub struct NtlmPeer {
 impl NtlmPeer {
     /// Starts the proxy accepting `users`, on a free loopback port.
     pub fn start(users: &[NtlmUser]) -> Self {
+        Self::start_with(users, &[])
+    }
+
+    /// Like [`NtlmPeer::start`], with extra options for the script, e.g.
+    /// `["--close-after-challenge", "3"]`.
+    pub fn start_with(users: &[NtlmUser], extra: &[&str]) -> Self {
         assert!(!users.is_empty(), "the NTLM peer needs at least one user");
         let python = venv_python();
         let dir = tempfile::Builder::new()
@@ -122,6 +131,7 @@ impl NtlmPeer {
             .arg(dir.path().join("stats.json"))
             .arg("--log")
             .arg(dir.path().join("events.log"))
+            .args(extra)
             .env_remove("LM_COMPAT_LEVEL")
             .stdin(Stdio::null())
             .stdout(File::create(&stdout_path).expect("create the peer's stdout file"))

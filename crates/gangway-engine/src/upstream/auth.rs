@@ -107,10 +107,30 @@ pub struct Attempt {
     stale_retried: bool,
     no_auth_needed: bool,
     pass: Option<Pass>,
+    /// Whether an NTLM handshake was already started over once.
+    restarted: bool,
     /// 407 round trips taken.
     pub round_trips: u32,
     /// The scheme whose credentials this request used, if any.
     pub scheme: Option<Scheme>,
+}
+
+impl Attempt {
+    /// The upstream closed the connection after its NTLM Type 2, before our
+    /// Type 3 went out: start the handshake over on another connection,
+    /// once. Safe for the account (no credentials were judged) and for the
+    /// request (a Type 1 leg never carries its body). False when there is
+    /// no such half-done handshake, or it was already restarted.
+    pub fn restart_ntlm(&mut self) -> bool {
+        if self.restarted || self.type2.is_none() {
+            return false;
+        }
+        self.restarted = true;
+        self.type2 = None;
+        self.ntlm = None;
+        self.last = None;
+        true
+    }
 }
 
 impl AuthState {
@@ -540,6 +560,40 @@ mod tests {
         assert!(!l.carries_body());
         let no_token = s.on_response(&mut a, DENIED, &challenge(&["NTLM"]));
         assert!(matches!(no_token, Err(ProxyError::AuthFailed { .. })));
+    }
+
+    /// MS-NLMP §4.2.4.3's CHALLENGE_MESSAGE.
+    const SPEC_TYPE2: &str = "NTLM TlRMTVNTUAACAAAADAAMADgAAAAzgoriASNFZ4mrze8AAAAAAAAAACQAJABEAAAABgBwFwAAAA9TAGUAcgB2AGUAcgACAAwARABvAG0AYQBpAG4AAQAMAFMAZQByAHYAZQByAAAAAAA=";
+
+    #[tokio::test]
+    async fn an_ntlm_handshake_cut_after_type2_starts_over_once() {
+        let s = state(ProxyType::Ntlm);
+        let mut a = Attempt::default();
+        // Nothing half done yet: nothing to restart.
+        assert!(!a.restart_ntlm());
+        assert!(matches!(leg(&s, &mut a).await, Leg::NtlmNegotiate { .. }));
+        let again = s.on_response(&mut a, DENIED, &challenge(&[SPEC_TYPE2]));
+        assert_eq!(
+            again.expect("type 2"),
+            Verdict::Again {
+                same_connection: true
+            }
+        );
+        // The connection closed here: Type 1 again, on another connection.
+        assert!(a.restart_ntlm());
+        assert!(matches!(leg(&s, &mut a).await, Leg::NtlmNegotiate { .. }));
+        assert!(s
+            .on_response(&mut a, DENIED, &challenge(&[SPEC_TYPE2]))
+            .is_ok());
+        // Only once per request.
+        assert!(!a.restart_ntlm());
+        assert!(matches!(
+            leg(&s, &mut a).await,
+            Leg::NtlmAuthenticate { .. }
+        ));
+        // After Type 3 went out there is nothing to restart either.
+        assert!(!a.restart_ntlm());
+        assert_eq!(s.gate.failures(), 0);
     }
 
     #[tokio::test]

@@ -189,13 +189,11 @@ impl Connector {
                 // request on the same connection: wait for it to be ready.
                 Some(mut c) => match tokio::time::timeout(timeouts.read, c.sender.ready()).await {
                     Ok(Ok(())) => (c, false),
-                    _ if same_connection => return Err(ProxyError::AuthFailed {
-                        upstream: link.authority(),
-                        reason:
-                            "the upstream closed the connection in the middle of the NTLM handshake"
-                                .into(),
-                    }),
+                    _ if same_connection && !attempt.restart_ntlm() => {
+                        return Err(closed_mid_handshake(link))
+                    }
                     _ => {
+                        same_connection = false;
                         self.conn(link, timeouts, &mut connect_time, dead_pooled_retry)
                             .await?
                     }
@@ -313,10 +311,14 @@ impl Connector {
                     if keep {
                         current = Some(conn);
                     } else if bound {
-                        return Err(ProxyError::AuthFailed {
-                            upstream: link.authority(),
-                            reason: "the upstream closed the connection in the middle of the NTLM handshake".into(),
-                        });
+                        if !attempt.restart_ntlm() {
+                            return Err(closed_mid_handshake(link));
+                        }
+                        tracing::debug!(
+                            "{} closed the connection after its NTLM challenge; starting over on another",
+                            link.authority()
+                        );
+                        same_connection = false;
                     }
                 }
             }
@@ -325,6 +327,13 @@ impl Connector {
             upstream: link.authority(),
             reason: format!("no answer after {MAX_LEGS} authentication round trips"),
         })
+    }
+}
+
+fn closed_mid_handshake(link: &Link) -> ProxyError {
+    ProxyError::AuthFailed {
+        upstream: link.authority(),
+        reason: "the upstream closed the connection in the middle of the NTLM handshake".into(),
     }
 }
 

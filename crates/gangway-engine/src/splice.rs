@@ -19,21 +19,30 @@
 //! socket, because each splice into it is drained to the destination
 //! before the next. So a pipe can be dropped without losing bytes, and an
 //! EAGAIN from socket → pipe always means the socket has nothing to read.
+//!
+//! splice(2) into a socket has no MSG_NOSIGNAL: writing to a peer that is
+//! gone raises SIGPIPE, which a Rust program ignores (the runtime sets it
+//! to SIG_IGN before `main`), so it surfaces here as EPIPE.
 
 use std::io;
 use std::os::fd::OwnedFd;
 use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
 use std::time::Duration;
 
-use rustix::pipe::{fcntl_setpipe_size, pipe_with, splice, PipeFlags, SpliceFlags};
+use rustix::pipe::{
+    fcntl_getpipe_size, fcntl_setpipe_size, pipe_with, splice, PipeFlags, SpliceFlags,
+};
 use tokio::io::Interest;
 use tokio::net::TcpStream;
 
 /// Pipe capacity asked for: each splice moves up to this much. The kernel
 /// refuses sizes above `/proc/sys/fs/pipe-max-size` (1 MiB by default) and
-/// shrinks pipes once a user holds `pipe-user-pages-soft` (64 MiB by
-/// default); a smaller pipe only means more splices.
+/// gives new pipes two pages, and refuses to grow them, once the user holds
+/// `pipe-user-pages-soft` (64 MiB by default) in pipes.
 const PIPE_SIZE: usize = 1024 * 1024;
+/// A pipe smaller than this (Linux's default size) would take more
+/// syscalls per byte than the buffered copy: the relay does without it.
+const PIPE_SIZE_MIN: usize = 64 * 1024;
 /// A burst that moved this much in one splice is a bulk transfer: its pipe
 /// is kept across readiness waits (see `tunnel`'s relay buffer).
 const STREAMING: usize = 64 * 1024;
@@ -115,8 +124,14 @@ impl Pipe {
     fn new() -> io::Result<Pipe> {
         let (read, write) = pipe_with(PipeFlags::CLOEXEC | PipeFlags::NONBLOCK)?;
         if let Err(e) = fcntl_setpipe_size(&write, PIPE_SIZE) {
-            // The default 64 KiB pipe works, in more splices.
-            tracing::trace!("pipe stays at its default size: {e}");
+            // Refused by the limits above: a default-sized pipe still does
+            // better than the buffer, a shrunken one doesn't.
+            let size = fcntl_getpipe_size(&write)?;
+            if size < PIPE_SIZE_MIN {
+                return Err(io::Error::other(format!(
+                    "a pipe of {size} bytes only, and it can't grow: {e}"
+                )));
+            }
         }
         Ok(Pipe { read, write })
     }

@@ -364,6 +364,11 @@ fn init_logging() {
         .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
         .with_writer(std::io::stderr);
     let file = log_dir().and_then(|dir| {
+        // The appender prunes old files in it before it would create it.
+        if let Err(e) = std::fs::create_dir_all(&dir) {
+            eprintln!("gangway: no log file in {}: {e}", dir.display());
+            return None;
+        }
         let appender = tracing_appender::rolling::Builder::new()
             .rotation(tracing_appender::rolling::Rotation::DAILY)
             .filename_prefix("gangway")

@@ -695,6 +695,12 @@ async function main() {
   check("disabling restores the seeded corporate settings exactly", proxyDump() === seeded, proxyDump());
 
   // 6. Enable, SIGKILL the app, start it again: the corporate values are back.
+  // The disable may still be draining the bridge and the menu being
+  // rebuilt: click once the tray shows bridging off.
+  await waitFor("the tray to show bridging off", () => {
+    const m = trayMenu();
+    return m.find((e) => e.label === "Enable bridging")?.["toggle-state"] === 0 && statusLine(m) === "Bridging is off";
+  }).catch(() => {});
   trayClick("Enable bridging");
   await waitFor("GNOME to point at the bridge again", () => gget("org.gnome.system.proxy", "mode") === "'manual'");
   process.kill(appPid, "SIGKILL");

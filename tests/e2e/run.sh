@@ -16,8 +16,8 @@ TAURI_DRIVER="$(command -v tauri-driver || echo "$HOME/.cargo/bin/tauri-driver")
 
 echo "== e2e: building the UI and the app"
 npm run --silent build:ui >/dev/null
-(cd src-tauri && cargo build --locked --quiet)
-APP_TARGET="$(cd src-tauri && cargo metadata --format-version 1 --no-deps | python3 -c 'import json,sys; print(json.load(sys.stdin)["target_directory"])')"
+cargo build --locked --quiet -p gangway-app
+APP_TARGET="$(cargo metadata --format-version 1 --no-deps | python3 -c 'import json,sys; print(json.load(sys.stdin)["target_directory"])')"
 APP="$APP_TARGET/debug/gangway-app"
 
 ART="$ROOT/tests/artifacts"

@@ -425,7 +425,11 @@ async function connectionLog(wd, { bridgePort, origin, squid }) {
   await wd.click("#errorsOnly");
 
   // Details: masked headers and the timing of each phase.
-  await wd.exec(`document.querySelector('#rows .r[data-id="${rows.fine.id}"]').click()`);
+  // The table re-renders on the next frame after a filter change: wait
+  // for the row to be back before clicking it.
+  await waitFor("the OK row to be shown", () =>
+    wd.exec(`const r = document.querySelector('#rows .r[data-id="${rows.fine.id}"]'); if (!r) return false; r.click(); return true;`),
+  );
   const details = await waitFor("the details pane", async () => {
     const t = await wd.exec("return document.getElementById('details').hidden ? '' : document.getElementById('details').innerText");
     return t.includes("First byte") && t;

@@ -105,11 +105,6 @@ impl Default for ConnectionLog {
     }
 }
 
-/// Whether an event is shown as an error: a failure in words, or a 5xx.
-pub fn is_error(e: &ConnectionEvent) -> bool {
-    e.phase == Phase::Done && (e.error.is_some() || e.status.is_some_and(|s| s >= 500))
-}
-
 impl ConnectionLog {
     fn with<T>(&self, f: impl FnOnce(&mut Inner) -> T) -> T {
         match self.inner.lock() {
@@ -125,7 +120,7 @@ impl ConnectionLog {
             if event.phase == Phase::Done && event.kind != Kind::Local {
                 i.finished += 1;
             }
-            if is_error(event) {
+            if event.is_error() {
                 let now = i.clock.elapsed().as_secs();
                 match i.errors.back_mut() {
                     Some((sec, n)) if *sec == now => *n += 1,

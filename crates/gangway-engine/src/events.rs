@@ -84,6 +84,15 @@ pub struct ConnectionEvent {
     pub response_headers: Vec<(String, String)>,
 }
 
+impl ConnectionEvent {
+    /// Whether this finished request or tunnel counts as an error: a
+    /// failure in words, or a 5xx. The error counters and the log window
+    /// share this one rule.
+    pub fn is_error(&self) -> bool {
+        self.phase == Phase::Done && (self.error.is_some() || self.status.is_some_and(|s| s >= 500))
+    }
+}
+
 /// Where events go: a broadcast channel and the log.
 #[derive(Clone, Debug)]
 pub struct EventSink {

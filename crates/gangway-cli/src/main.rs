@@ -17,7 +17,8 @@ use args::Cli;
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
-    init_logging(cli.verbose);
+    // Dropped last: writes out what the log writer still holds.
+    let _log_guard = init_logging(cli.verbose);
     let runtime = match tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()
@@ -29,7 +30,8 @@ fn main() -> ExitCode {
         }
     };
     match runtime.block_on(run(cli)) {
-        Ok(()) => ExitCode::SUCCESS,
+        Ok(Outcome::Done) => ExitCode::SUCCESS,
+        Ok(Outcome::ProbeFailed) => ExitCode::FAILURE,
         Err(e) => {
             // The whole cause chain, in words.
             eprintln!("gangway: {e:#}");
@@ -38,7 +40,14 @@ fn main() -> ExitCode {
     }
 }
 
-async fn run(cli: Cli) -> Result<()> {
+/// How a run that raised no error ended.
+enum Outcome {
+    Done,
+    /// `--probe` ran and the upstream did not accept the request.
+    ProbeFailed,
+}
+
+async fn run(cli: Cli) -> Result<Outcome> {
     let file = load_file(&cli)?;
     let layered = file.merge(cli.settings());
     let password = if layered.proxy_type.is_some_and(|t| t.needs_credentials()) {
@@ -64,20 +73,20 @@ async fn run(cli: Cli) -> Result<()> {
     tokio::spawn(handle_signals(control.clone(), cli, password));
     bridge.run().await;
     tracing::info!("gangway stopped");
-    Ok(())
+    Ok(Outcome::Done)
 }
 
-async fn run_probe(settings: &gangway_engine::Settings, url: &str) -> Result<()> {
+async fn run_probe(settings: &gangway_engine::Settings, url: &str) -> Result<Outcome> {
     let Some(upstream) = &settings.upstream else {
         anyhow::bail!("--probe needs an upstream (--proxy http://host:port)");
     };
     let report = gangway_engine::probe::probe(upstream, &settings.timeouts, url).await;
     println!("{report}");
-    if report.ok() {
-        Ok(())
+    Ok(if report.ok() {
+        Outcome::Done
     } else {
-        std::process::exit(1)
-    }
+        Outcome::ProbeFailed
+    })
 }
 
 fn load_file(cli: &Cli) -> Result<SettingsFile> {
@@ -168,7 +177,11 @@ fn reload(control: &Control, cli: &Cli, password: Option<Password>) {
     }
 }
 
-fn init_logging(verbose: u8) {
+/// Logs to stderr through a writer thread: the proxy's threads format a
+/// line and queue it, the writer thread writes whatever has queued up in one
+/// go (a `write` per burst, not per request). Colours only on a terminal.
+fn init_logging(verbose: u8) -> tracing_appender::non_blocking::WorkerGuard {
+    use std::io::IsTerminal;
     use tracing_subscriber::EnvFilter;
     let default = match verbose {
         0 => "gangway=info,gangway_engine=info,gangway_cli=info",
@@ -176,9 +189,18 @@ fn init_logging(verbose: u8) {
         _ => "trace",
     };
     let filter = EnvFilter::try_from_env("GANGWAY_LOG").unwrap_or_else(|_| EnvFilter::new(default));
+    let ansi = std::io::stderr().is_terminal();
+    // Not lossy: when stderr can't keep up, logging waits rather than
+    // drops lines (the queue holds 128,000 lines first).
+    let (writer, guard) = tracing_appender::non_blocking::NonBlockingBuilder::default()
+        .lossy(false)
+        .thread_name("gangway-log")
+        .finish(std::io::BufWriter::new(std::io::stderr()));
     tracing_subscriber::fmt()
         .with_env_filter(filter)
-        .with_writer(std::io::stderr)
+        .with_writer(writer)
+        .with_ansi(ansi)
         .with_target(false)
         .init();
+    guard
 }

@@ -9,8 +9,10 @@
 //! - Linux: the client's socket inode from `/proc/net/tcp{,6}`, then the
 //!   process holding that inode among `/proc/<pid>/fd` (only processes
 //!   this user may read, which are the ones whose tools use the bridge).
-//! - Elsewhere: no names yet (Windows' `GetExtendedTcpTable` could tell
-//!   the owning process; not wired up).
+//! - Windows: the owning process id from `GetExtendedTcpTable` (IPv4 and
+//!   IPv6 connection tables), then its image name from
+//!   `QueryFullProcessImageNameW`, shown without the `.exe`.
+//! - Elsewhere: no names.
 
 use std::collections::HashMap;
 use std::net::SocketAddr;
@@ -145,7 +147,123 @@ mod platform {
     }
 }
 
-#[cfg(not(target_os = "linux"))]
+#[cfg(windows)]
+mod platform {
+    use std::collections::HashMap;
+    use std::net::{Ipv6Addr, SocketAddr};
+
+    use windows_sys::Win32::Foundation::{CloseHandle, ERROR_INSUFFICIENT_BUFFER, NO_ERROR};
+    use windows_sys::Win32::NetworkManagement::IpHelper::{
+        GetExtendedTcpTable, MIB_TCP6ROW_OWNER_PID, MIB_TCPROW_OWNER_PID,
+        TCP_TABLE_OWNER_PID_CONNECTIONS,
+    };
+    use windows_sys::Win32::Networking::WinSock::{AF_INET, AF_INET6};
+    use windows_sys::Win32::System::Threading::{
+        OpenProcess, QueryFullProcessImageNameW, PROCESS_NAME_WIN32,
+        PROCESS_QUERY_LIMITED_INFORMATION,
+    };
+
+    pub fn lookup(clients: &[SocketAddr]) -> HashMap<SocketAddr, String> {
+        let mut pids: HashMap<SocketAddr, u32> = HashMap::new();
+        if let Some(table) = tcp_table(AF_INET) {
+            for row in rows::<MIB_TCPROW_OWNER_PID>(&table) {
+                let local = super::v4_endpoint(row.dwLocalAddr, row.dwLocalPort);
+                if clients.contains(&local) {
+                    pids.insert(local, row.dwOwningPid);
+                }
+            }
+        }
+        if let Some(table) = tcp_table(AF_INET6) {
+            for row in rows::<MIB_TCP6ROW_OWNER_PID>(&table) {
+                let ip = Ipv6Addr::from(row.ucLocalAddr);
+                let ip = ip.to_ipv4_mapped().map(Into::into).unwrap_or(ip.into());
+                let local = SocketAddr::new(ip, super::table_port(row.dwLocalPort));
+                if clients.contains(&local) {
+                    pids.insert(local, row.dwOwningPid);
+                }
+            }
+        }
+        let mut names: HashMap<u32, Option<String>> = HashMap::new();
+        pids.into_iter()
+            .filter_map(|(addr, pid)| {
+                let name = names
+                    .entry(pid)
+                    .or_insert_with(|| image_name(pid))
+                    .clone()?;
+                Some((addr, name))
+            })
+            .collect()
+    }
+
+    /// One address family's connection table, in a `u32` buffer (the
+    /// rows' alignment). The table can grow between the sizing call and
+    /// the real one, hence the few tries.
+    fn tcp_table(family: u16) -> Option<Vec<u32>> {
+        let mut bytes: u32 = 16 * 1024;
+        for _ in 0..4 {
+            let mut buf = vec![0u32; (bytes as usize).div_ceil(4)];
+            let mut len = u32::try_from(buf.len() * 4).ok()?;
+            // SAFETY: `buf` is writable for `len` bytes; the call writes at
+            // most `len` bytes and sets `len` to the size it needs.
+            let rc = unsafe {
+                GetExtendedTcpTable(
+                    buf.as_mut_ptr().cast(),
+                    &mut len,
+                    0,
+                    u32::from(family),
+                    TCP_TABLE_OWNER_PID_CONNECTIONS,
+                    0,
+                )
+            };
+            match rc {
+                NO_ERROR => return Some(buf),
+                ERROR_INSUFFICIENT_BUFFER => bytes = len.saturating_add(4096),
+                _ => return None,
+            }
+        }
+        None
+    }
+
+    /// The rows after the table's `dwNumEntries`, never past the buffer.
+    fn rows<T: Copy>(table: &[u32]) -> Vec<T> {
+        let Some(&count) = table.first() else {
+            return Vec::new();
+        };
+        let size = std::mem::size_of::<T>();
+        let fits = (table.len() * 4).saturating_sub(4) / size;
+        let base = table.as_ptr().cast::<u8>();
+        (0..(count as usize).min(fits))
+            // SAFETY: row `i` lies within `table` (checked by `fits`); the
+            // read does not assume alignment.
+            .map(|i| unsafe { std::ptr::read_unaligned(base.add(4 + i * size).cast::<T>()) })
+            .collect()
+    }
+
+    fn image_name(pid: u32) -> Option<String> {
+        if pid == 0 {
+            return None;
+        }
+        // SAFETY: plain Win32 calls; the handle is closed on every path
+        // and `buf` is writable for `len` UTF-16 units.
+        unsafe {
+            let process = OpenProcess(PROCESS_QUERY_LIMITED_INFORMATION, 0, pid);
+            if process.is_null() {
+                return None;
+            }
+            let mut buf = [0u16; 1024];
+            let mut len = buf.len() as u32;
+            let ok =
+                QueryFullProcessImageNameW(process, PROCESS_NAME_WIN32, buf.as_mut_ptr(), &mut len);
+            CloseHandle(process);
+            if ok == 0 {
+                return None;
+            }
+            super::program_name(&String::from_utf16_lossy(buf.get(..len as usize)?))
+        }
+    }
+}
+
+#[cfg(not(any(target_os = "linux", windows)))]
 mod platform {
     use std::collections::HashMap;
     use std::net::SocketAddr;
@@ -153,6 +271,37 @@ mod platform {
     pub fn lookup(_clients: &[SocketAddr]) -> HashMap<SocketAddr, String> {
         HashMap::new()
     }
+}
+
+/// An IPv4 endpoint as Windows' TCP tables hold it: the address in network
+/// byte order, the port in network byte order in the low 16 bits.
+#[cfg_attr(not(windows), allow(dead_code))]
+fn v4_endpoint(addr: u32, port: u32) -> SocketAddr {
+    SocketAddr::new(
+        std::net::Ipv4Addr::from(addr.to_ne_bytes()).into(),
+        table_port(port),
+    )
+}
+
+#[cfg_attr(not(windows), allow(dead_code))]
+fn table_port(port: u32) -> u16 {
+    u16::from_be((port & 0xffff) as u16)
+}
+
+/// "C:\\Program Files\\Git\\cmd\\git.exe" -> "git".
+#[cfg_attr(not(windows), allow(dead_code))]
+fn program_name(image: &str) -> Option<String> {
+    let file = image.rsplit(['\\', '/']).next()?;
+    let stem = file
+        .len()
+        .checked_sub(4)
+        .filter(|&i| {
+            file.get(i..)
+                .is_some_and(|ext| ext.eq_ignore_ascii_case(".exe"))
+        })
+        .and_then(|i| file.get(..i))
+        .unwrap_or(file);
+    (!stem.is_empty()).then(|| stem.to_owned())
 }
 
 /// One line of `/proc/net/tcp{,6}`: the local address and the socket inode.
@@ -217,6 +366,24 @@ mod tests {
         names.learn(HashMap::from([(a, "git".to_owned())]));
         assert_eq!(names.get(&a), Some("git"));
         assert_eq!(names.get(&b), None);
+    }
+
+    #[test]
+    fn windows_table_entries_decode() {
+        // 127.0.0.1:53990 as a little-endian machine reads the row's words.
+        let addr = u32::from_ne_bytes([127, 0, 0, 1]);
+        let port = u32::from(53990u16.to_be());
+        assert_eq!(
+            v4_endpoint(addr, port),
+            "127.0.0.1:53990".parse::<SocketAddr>().expect("addr")
+        );
+        assert_eq!(
+            program_name(r"C:\Program Files\Git\mingw64\bin\git.EXE").as_deref(),
+            Some("git")
+        );
+        assert_eq!(program_name("node.exe").as_deref(), Some("node"));
+        assert_eq!(program_name(r"C:\tools\cargo").as_deref(), Some("cargo"));
+        assert_eq!(program_name(r"C:\dir\"), None);
     }
 
     /// A real connection from this very process is found by name.

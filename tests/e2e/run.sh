@@ -8,7 +8,7 @@ set -euo pipefail
 ROOT="$(cd "$(dirname "$0")/../.." && pwd)"
 cd "$ROOT"
 
-for tool in Xvfb xclip xwininfo dbus-run-session gnome-keyring-daemon secret-tool gsettings dconf squid htpasswd curl WebKitWebDriver node /usr/bin/python3; do
+for tool in Xvfb xclip xwininfo dbus-run-session gnome-keyring-daemon secret-tool gsettings dconf squid htpasswd curl wrk WebKitWebDriver node /usr/bin/python3; do
   command -v "$tool" >/dev/null 2>&1 || { echo "e2e: $tool is missing: run scripts/setup-app-deps" >&2; exit 1; }
 done
 TAURI_DRIVER="$(command -v tauri-driver || echo "$HOME/.cargo/bin/tauri-driver")"
@@ -16,9 +16,14 @@ TAURI_DRIVER="$(command -v tauri-driver || echo "$HOME/.cargo/bin/tauri-driver")
 
 echo "== e2e: building the UI and the app"
 npm run --silent build:ui >/dev/null
-cargo build --locked --quiet -p gangway-app
+# GANGWAY_E2E_RELEASE=1 tests the release build, as users run it (slow to
+# build from cold on 2 cores; CI tests the debug build).
+PROFILE=debug
+if [ "${GANGWAY_E2E_RELEASE:-0}" = 1 ]; then PROFILE=release; fi
+cargo build --locked --quiet -p gangway-app $([ "$PROFILE" = release ] && echo --release)
 APP_TARGET="$(cargo metadata --format-version 1 --no-deps | python3 -c 'import json,sys; print(json.load(sys.stdin)["target_directory"])')"
-APP="$APP_TARGET/debug/gangway-app"
+APP="$APP_TARGET/$PROFILE/gangway-app"
+echo "== e2e: testing the $PROFILE build"
 
 ART="$ROOT/tests/artifacts"
 mkdir -p "$ART"

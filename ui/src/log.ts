@@ -1,5 +1,5 @@
 // The connection log window. Rows arrive in batches over a Tauri IPC
-// channel (about ten a second, see src-tauri/src/connection_log.rs); the
+// channel (four a second, see src-tauri/src/connection_log.rs); the
 // history is bounded (RowStore), and only the rows in view are in the DOM,
 // so the window stays responsive at thousands of requests a second.
 import { Channel, invoke } from "@tauri-apps/api/core";
@@ -30,6 +30,13 @@ import {
 } from "./logrows";
 
 const ROW_HEIGHT = 24;
+/**
+ * Renders driven by the feed come at most this often while traffic is
+ * heavy (a batch of BUSY_BATCH rows or more): each one repaints every row
+ * in view, and the webview shares the machine with the bridge.
+ */
+const BUSY_RENDER_MS = 250;
+const BUSY_BATCH = 50;
 /** Rows rendered beyond the visible ones, above and below. */
 const OVERSCAN = 10;
 const HISTORY_KEY = "gangway.log.history";
@@ -45,6 +52,10 @@ let droppedByApp = 0;
 let droppedWhilePaused = 0;
 let selected: number | null = null;
 let renderQueued = false;
+let lastRender = 0;
+let feedTimer: number | null = null;
+/** Row elements, reused from render to render. */
+const pool: HTMLDivElement[] = [];
 /** Client address -> program, as the app found them. */
 const names = new Map<string, string>();
 
@@ -78,40 +89,73 @@ function scheduleRender() {
   });
 }
 
-function cell(text: string, cls?: string): HTMLSpanElement {
-  const s = document.createElement("span");
-  s.textContent = text;
-  if (cls) s.className = cls;
-  s.title = text;
-  return s;
+/** A render for new rows: right away, unless traffic is heavy (see BUSY_RENDER_MS). */
+function scheduleFeedRender(batchSize: number) {
+  if (feedTimer !== null) return;
+  const wait = batchSize >= BUSY_BATCH ? lastRender + BUSY_RENDER_MS - performance.now() : 0;
+  if (wait <= 0) {
+    scheduleRender();
+    return;
+  }
+  feedTimer = window.setTimeout(() => {
+    feedTimer = null;
+    scheduleRender();
+  }, wait);
 }
 
-function rowElement(e: LogEvent): HTMLDivElement {
+const CELLS = 11;
+
+function newRow(): HTMLDivElement {
   const r = document.createElement("div");
-  r.className = "r";
-  if (isError(e)) r.classList.add("err");
-  else if (e.status === 407) r.classList.add("auth");
-  if (isOpen(e)) r.classList.add("open");
-  if (e.id === selected) r.classList.add("sel");
-  r.dataset.id = String(e.id);
   r.setAttribute("role", "row");
-  r.append(
-    cell(clock(e.started_ms)),
-    cell(clientText(e)),
-    cell(e.method),
-    cell(e.target),
-    cell(routeText(e)),
-    cell(authText(e)),
-    cell(statusText(e), "num st"),
-    cell(bytes(e.bytes_up), "num"),
-    cell(bytes(e.bytes_down), "num"),
-    cell(isOpen(e) ? `${duration(e.duration_ms)}+` : duration(e.duration_ms), "num"),
-    cell(errorText(e), "error"),
-  );
+  for (let i = 0; i < CELLS; i++) r.append(document.createElement("span"));
   return r;
 }
 
+const CELL_CLASS = ["", "", "", "", "", "", "num st", "num", "num", "num", "error"];
+
+function setCell(s: HTMLElement, text: string, cls: string) {
+  if (s.textContent !== text) {
+    s.textContent = text;
+    s.title = text;
+  }
+  if (s.className !== cls) s.className = cls;
+}
+
+/** Fills a (reused) row element with `e`, touching only what changed. */
+function fillRow(r: HTMLDivElement, e: LogEvent) {
+  let cls = "r";
+  if (isError(e)) cls += " err";
+  else if (e.status === 407) cls += " auth";
+  if (isOpen(e)) cls += " open";
+  if (e.id === selected) cls += " sel";
+  if (r.className !== cls) r.className = cls;
+  r.dataset.id = String(e.id);
+  const texts = [
+    clock(e.started_ms),
+    clientText(e),
+    e.method,
+    e.target,
+    routeText(e),
+    authText(e),
+    statusText(e),
+    bytes(e.bytes_up),
+    bytes(e.bytes_down),
+    isOpen(e) ? `${duration(e.duration_ms)}+` : duration(e.duration_ms),
+    errorText(e),
+  ];
+  const cells = r.children;
+  for (let i = 0; i < CELLS; i++) setCell(cells[i] as HTMLElement, texts[i], CELL_CLASS[i]);
+}
+
 function render() {
+  const t0 = performance.now();
+  renderRows();
+  timing.renders++;
+  timing.renderMs += performance.now() - t0;
+}
+
+function renderRows() {
   const viewport = $("viewport");
   $("spacer").style.height = `${shown.length * ROW_HEIGHT}px`;
   const first = Math.max(0, Math.floor(viewport.scrollTop / ROW_HEIGHT) - OVERSCAN);
@@ -119,12 +163,25 @@ function render() {
   const slice = shown.slice(first, first + count);
   const rows = $("rows");
   rows.style.transform = `translateY(${first * ROW_HEIGHT}px)`;
-  rows.replaceChildren(...slice.map(rowElement));
+  while (pool.length < slice.length) pool.push(newRow());
+  slice.forEach((e, i) => fillRow(pool[i], e));
+  while (rows.childElementCount > slice.length) rows.lastElementChild?.remove();
+  for (let i = rows.childElementCount; i < slice.length; i++) rows.append(pool[i]);
+  lastRender = performance.now();
   $("empty").hidden = shown.length > 0;
   $("empty").textContent =
     store.rows.length === 0
       ? "No requests yet. Traffic through the bridge appears here as it happens."
       : "No rows match the filter.";
+  showCounts();
+  if (selected !== null) showDetails(selected);
+}
+
+/**
+ * The row counts and the dropped-rows notice. Updated with every batch as
+ * well as every render, so they are never behind a render still to come.
+ */
+function showCounts() {
   const total = store.rows.length;
   const kept = `kept ${total.toLocaleString("en")} of at most ${store.cap.toLocaleString("en")}`;
   $("shown").textContent =
@@ -139,7 +196,6 @@ function render() {
   d.hidden = dropped === 0;
   d.dataset.dropped = String(dropped);
   d.textContent = `${dropped.toLocaleString("en")} rows dropped: the window fell behind (the traffic itself was not affected)`;
-  if (selected !== null) showDetails(selected);
 }
 
 // ---- Details pane --------------------------------------------------------------
@@ -216,7 +272,19 @@ function showDetails(id: number) {
 
 // ---- The feed --------------------------------------------------------------------
 
+/** Time spent on the feed and on rendering, for the load test to report. */
+const timing = { batches: 0, events: 0, feedMs: 0, renders: 0, renderMs: 0 };
+(window as unknown as { __logTiming: typeof timing }).__logTiming = timing;
+
 function onBatch(batch: LogBatch) {
+  const t0 = performance.now();
+  takeBatch(batch);
+  timing.batches++;
+  timing.events += batch.events.length;
+  timing.feedMs += performance.now() - t0;
+}
+
+function takeBatch(batch: LogBatch) {
   const c = batch.counters;
   $("rate").textContent = c.requests_per_second < 10 ? c.requests_per_second.toFixed(1) : String(Math.round(c.requests_per_second));
   $("tunnels").textContent = String(c.open_tunnels);
@@ -238,7 +306,7 @@ function onBatch(batch: LogBatch) {
     }
   }
   if (batch.events.length === 0) {
-    if (changedDrops) scheduleRender();
+    if (changedDrops) showCounts();
     return;
   }
   if (paused) {
@@ -251,7 +319,9 @@ function onBatch(batch: LogBatch) {
     return;
   }
   store.apply(batch.events);
-  refilter();
+  shown = visible(store, filter());
+  showCounts();
+  scheduleFeedRender(batch.events.length);
 }
 
 function setPaused(on: boolean) {

@@ -75,6 +75,14 @@ describe("the filter", () => {
     expect(visible(store, { ...all, text: "refused" }).map((e) => e.id)).toEqual([2]);
   });
 
+  it("searches a row's new words once its event changes (a tunnel closing)", () => {
+    const s = new RowStore();
+    s.apply([ev(7, { kind: "tunnel", phase: "open", status: null, method: "CONNECT", target: "example.org:443" })]);
+    expect(visible(s, { ...all, text: "timed out" })).toEqual([]);
+    s.apply([ev(7, { kind: "tunnel", method: "CONNECT", target: "example.org:443", error: "the origin timed out" })]);
+    expect(visible(s, { ...all, text: "timed out" }).map((e) => e.id)).toEqual([7]);
+  });
+
   it("shows errors only: failures in words and 5xx", () => {
     expect(visible(store, { ...all, errorsOnly: true }).map((e) => e.id)).toEqual([4, 2]);
     expect(isError(ev(9, { phase: "open", error: "x" }))).toBe(false);

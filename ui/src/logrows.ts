@@ -57,6 +57,8 @@ export const HISTORY_CHOICES = [1_000, 10_000, 50_000];
 /** A row keeps its place while its event is replaced (a tunnel closing). */
 export interface Row {
   ev: LogEvent;
+  /** The filter's search text, made on first use, dropped when `ev` changes. */
+  text?: string;
 }
 
 export function isError(e: LogEvent): boolean {
@@ -82,6 +84,7 @@ export class RowStore {
       const known = this.byId.get(ev.id);
       if (known) {
         known.ev = ev;
+        known.text = undefined;
       } else {
         const row = { ev };
         this.rows.push(row);
@@ -116,13 +119,18 @@ export class RowStore {
 }
 
 export function matches(e: LogEvent, f: Filter): boolean {
+  return rowMatches({ ev: e }, f, f.text.trim().toLowerCase());
+}
+
+function rowMatches(row: Row, f: Filter, text: string): boolean {
+  const e = row.ev;
   if (f.errorsOnly && !isError(e)) return false;
   const tunnel = e.kind === "tunnel";
   if (tunnel && !f.tunnels) return false;
   if (!tunnel && !f.requests) return false;
-  const text = f.text.trim().toLowerCase();
   if (text === "") return true;
-  return searchText(e).includes(text);
+  row.text ??= searchText(e);
+  return row.text.includes(text);
 }
 
 function searchText(e: LogEvent): string {
@@ -131,12 +139,16 @@ function searchText(e: LogEvent): string {
     .toLowerCase();
 }
 
-/** What is shown: newest first. */
+/**
+ * What is shown: newest first. Runs for every batch, so each row's search
+ * text is made once, not once per batch.
+ */
 export function visible(store: RowStore, f: Filter): LogEvent[] {
+  const text = f.text.trim().toLowerCase();
   const out: LogEvent[] = [];
   for (let i = store.rows.length - 1; i >= 0; i--) {
-    const ev = store.rows[i].ev;
-    if (matches(ev, f)) out.push(ev);
+    const row = store.rows[i];
+    if (rowMatches(row, f, text)) out.push(row.ev);
   }
   return out;
 }

@@ -1,5 +1,6 @@
 //! The connection log window's feed: the engine's connection events,
-//! gathered into batches the window takes four times a second.
+//! gathered into batches the window takes at most four times a second, and
+//! only when something changed ([`NewsFilter`]).
 //!
 //! The engine never waits on the window. Events arrive here from the
 //! controller's event loop, which only pushes to a bounded buffer; a timer
@@ -225,6 +226,29 @@ impl ConnectionLog {
     }
 }
 
+/// Whether a batch tells the window anything new. An idle bridge sends
+/// the window nothing: each delivery makes the webview restyle and
+/// repaint, and with a software compositor (a machine without a GPU, as
+/// in many remote desktops) four empty batches a second cost the window's
+/// web process about a fifth of a core.
+#[derive(Debug, Default)]
+pub struct NewsFilter {
+    last: Option<(u64, Counters)>,
+}
+
+impl NewsFilter {
+    /// True for the first batch, and for any with rows, newly dropped rows
+    /// or a changed counter; remembers what was sent.
+    pub fn is_news(&mut self, batch: &LogBatch) -> bool {
+        let now = (batch.dropped, batch.counters.clone());
+        if batch.events.is_empty() && self.last.as_ref() == Some(&now) {
+            return false;
+        }
+        self.last = Some(now);
+        true
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -332,5 +356,38 @@ mod tests {
         let rate = log.take_batch(None).counters.requests_per_second;
         // 100 requests in about 50 ms: far more than zero, at most 100 / 0.05.
         assert!(rate > 100.0 && rate <= 2_000.0 + 1.0, "rate {rate}");
+    }
+
+    #[test]
+    fn an_idle_log_sends_nothing_new() {
+        let log = ConnectionLog::default();
+        log.watch();
+        let mut news = NewsFilter::default();
+        // The first batch always goes: the window needs its counters.
+        assert!(news.is_news(&log.take_batch(None)));
+        assert!(!news.is_news(&log.take_batch(None)));
+        assert!(!news.is_news(&log.take_batch(None)));
+        // A row is news, and so is the rate falling back to zero after it.
+        for e in events(1, 0) {
+            log.record(&e);
+        }
+        assert!(news.is_news(&log.take_batch(None)));
+        let mut settled = false;
+        for _ in 0..30 {
+            std::thread::sleep(Duration::from_millis(100));
+            let batch = log.take_batch(None);
+            news.is_news(&batch);
+            if batch.counters.requests_per_second == 0.0 {
+                settled = true;
+                break;
+            }
+        }
+        assert!(settled, "the rate never fell back to zero");
+        assert!(!news.is_news(&log.take_batch(None)));
+        // Dropped rows are news even without rows.
+        log.lagged(3);
+        let batch = log.take_batch(None);
+        assert!(batch.events.is_empty());
+        assert!(news.is_news(&batch));
     }
 }

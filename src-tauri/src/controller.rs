@@ -19,7 +19,7 @@ use serde::Serialize;
 use tokio::sync::{broadcast, watch};
 
 use crate::bridge::{BridgeError, BridgeHost};
-use crate::connection_log::{ConnectionLog, LogBatch, TICK};
+use crate::connection_log::{ConnectionLog, LogBatch, NewsFilter, TICK};
 use crate::process_names::{self, ProcessNames};
 use crate::secrets::{Secrets, SecretsError, Storage};
 use crate::settings_store::{AppSettings, SettingsStore, StoreError};
@@ -494,7 +494,7 @@ impl Gangway {
     }
 
     /// A connection log window starts listening: `send` gets a batch every
-    /// [`TICK`] until it fails (the window is gone) or another window
+    /// [`TICK`] that has news ([`NewsFilter`]) until it fails (the window is gone) or another window
     /// takes over. Headers are captured (masked) only while one listens.
     pub async fn watch_log(
         &self,
@@ -509,6 +509,7 @@ impl Gangway {
         let me = self.me.clone();
         tokio::spawn(async move {
             let mut names = ProcessNames::default();
+            let mut news = NewsFilter::default();
             let mut tick = tokio::time::interval(TICK);
             tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
             loop {
@@ -519,6 +520,9 @@ impl Gangway {
                 }
                 let stats = app.bridge.status().await.map(|s| s.stats);
                 let mut batch = app.log.take_batch(stats.as_ref());
+                if !news.is_news(&batch) {
+                    continue;
+                }
                 let clients = batch
                     .events
                     .iter()

@@ -476,6 +476,7 @@ async function connectionLog(wd, { bridgePort, origin, squid }) {
   await wd.click("#clear");
   const before = Number(await wd.exec("return document.getElementById('rows').dataset.events"));
   const loadOrigin = await startLoadOrigin();
+  const loadApp = trayPid();
   let worst = 0;
   let monitoring = true;
   let calls = 0;
@@ -488,11 +489,14 @@ async function connectionLog(wd, { bridgePort, origin, squid }) {
       await sleep(250);
     }
   })();
+  const cpuBefore = treeCpu(loadApp);
   const result = await load(bridgePort, loadOrigin.port, LOAD_REQUESTS, LOAD_CONNECTIONS);
+  const cpuDuring = cpuShare(cpuBefore, treeCpu(loadApp), result.seconds);
   monitoring = false;
   await monitor;
-  stop(loadOrigin.child);
-  log(`load: ${result.ok} OK, ${result.failed} failed in ${result.seconds.toFixed(1)} s (${Math.round(result.responses / result.seconds)} req/s through the bridge with the window open, wrk -c${LOAD_CONNECTIONS}); slowest WebDriver call ${worst} ms of ${calls}`);
+  const rate = Math.round(result.responses / result.seconds);
+  log(`load: ${result.ok} OK, ${result.failed} failed in ${result.seconds.toFixed(1)} s (${rate} req/s through the bridge with the window open, wrk -c${LOAD_CONNECTIONS}); slowest WebDriver call ${worst} ms of ${calls}`);
+  log(`CPU during the load, share of one core: ${JSON.stringify(cpuDuring)}`);
   check(`${LOAD_REQUESTS} requests through the bridge, all OK`, result.ok === LOAD_REQUESTS, JSON.stringify(result));
   check(`the window answered WebDriver within ${RESPONSIVE_MS} ms throughout the load`, calls > 0 && worst < RESPONSIVE_MS, `${worst} ms`);
   const settled = await waitFor("the log to settle", async () => {
@@ -502,6 +506,18 @@ async function connectionLog(wd, { bridgePort, origin, squid }) {
     return a.events === b && a.events - before >= LOAD_REQUESTS && a;
   }).catch((e) => ({ error: e.message }));
   log(`log after the load: ${JSON.stringify(settled)}`);
+  // Once the rate has fallen back to zero (it spans 2 s), an idle bridge
+  // sends the window nothing: every delivery costs the webview a repaint.
+  await sleep(2500);
+  const batches = () => wd.exec("return window.__logTiming.batches");
+  const idleBatches = await batches();
+  const idleBefore = treeCpu(loadApp);
+  await sleep(3000);
+  const idleCpu = cpuShare(idleBefore, treeCpu(loadApp), 3);
+  const idleAfter = await batches();
+  log(`CPU with the window open and no traffic, share of one core: ${JSON.stringify(idleCpu)}; batches in those 3 s: ${idleAfter - idleBatches}`);
+  // One may come when an earlier error leaves "errors in the last minute".
+  check("an idle bridge sends the window no batches", idleAfter - idleBatches <= 1, `${idleAfter - idleBatches} in 3 s`);
   log(`the window's JavaScript time since it opened: ${JSON.stringify(await wd.exec("const t = window.__logTiming; return { batches: t.batches, events: t.events, feedMs: Math.round(t.feedMs), renders: t.renders, renderMs: Math.round(t.renderMs) }"))}`);
   check("the history is capped at 10,000 rows", settled.kept === 10_000, JSON.stringify(settled));
   check("every event was shown or counted as dropped", settled.kept + settled.evicted + settled.dropped === settled.events - before, JSON.stringify(settled));
@@ -531,10 +547,15 @@ async function connectionLog(wd, { bridgePort, origin, squid }) {
   const closed = treeRss(trayPid());
   log(`the app's memory (with its WebKit processes): ${withLog.mib} MiB in ${withLog.procs} processes with the log open, ${closed.mib} MiB in ${closed.procs} after closing it`);
   check("closing the log window gives its memory back", closed.mib < withLog.mib, `${withLog.mib} -> ${closed.mib} MiB`);
+  // The same load with the window closed: the bridge's rate on this machine
+  // without it, for scale (bridge, Squid, wrk and the webview share the cores).
+  const alone = await load(bridgePort, loadOrigin.port, LOAD_REQUESTS, LOAD_CONNECTIONS);
+  stop(loadOrigin.child);
+  log(`the same load with the log window closed: ${alone.ok} OK, ${alone.failed} failed, ${Math.round(alone.responses / alone.seconds)} req/s`);
 }
 
-/** RSS of a process and all its descendants, from /proc. */
-function treeRss(root) {
+/** A process and all its descendants, from /proc. */
+function processTree(root) {
   const parent = new Map();
   for (const pid of fs.readdirSync("/proc").filter((d) => /^\d+$/.test(d))) {
     try {
@@ -550,6 +571,12 @@ function treeRss(root) {
     grew = false;
     for (const [pid, ppid] of parent) if (tree.has(ppid) && !tree.has(pid)) (tree.add(pid), (grew = true));
   }
+  return tree;
+}
+
+/** RSS of a process and all its descendants. */
+function treeRss(root) {
+  const tree = processTree(root);
   let kib = 0;
   for (const pid of tree) {
     try {
@@ -559,6 +586,30 @@ function treeRss(root) {
     }
   }
   return { mib: Math.round(kib / 1024), procs: tree.size };
+}
+
+/** CPU time (utime + stime, clock ticks) of a process and its descendants, by program name. */
+function treeCpu(root) {
+  const ticks = {};
+  for (const pid of processTree(root)) {
+    try {
+      const stat = fs.readFileSync(`/proc/${pid}/stat`, "utf8");
+      const name = stat.slice(stat.indexOf("(") + 1, stat.lastIndexOf(")"));
+      const f = stat.slice(stat.lastIndexOf(")") + 2).split(" ");
+      ticks[name] = (ticks[name] ?? 0) + Number(f[11]) + Number(f[12]);
+    } catch {
+      // gone meanwhile
+    }
+  }
+  return ticks;
+}
+
+/** Share of one core each program used between two treeCpu readings `seconds` apart. */
+function cpuShare(before, after, seconds) {
+  const hz = 100; // USER_HZ, 100 on Linux
+  return Object.fromEntries(
+    Object.entries(after).map(([name, t]) => [name, `${Math.round(((t - (before[name] ?? 0)) / hz / seconds) * 100)}%`]),
+  );
 }
 
 // ---- The test ------------------------------------------------------------------

@@ -18,6 +18,7 @@ Needs what bench/run installs (nginx, squid, wrk, curl); run bench/run
 from __future__ import annotations
 
 import os
+import resource
 import statistics
 import sys
 import tempfile
@@ -28,6 +29,14 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 from benchlib import bridges, peers, procs, workloads  # noqa: E402
 
 FIGURES = {"connect1", "connectN", "keepalive"}
+
+
+def machine_ticks() -> tuple[int, int]:
+    """(busy, total) clock ticks of all CPUs so far, from /proc/stat."""
+    with open("/proc/stat") as f:
+        fields = [int(v) for v in f.readline().split()[1:]]
+    idle = fields[3] + fields[4]  # idle + iowait
+    return sum(fields) - idle, sum(fields)
 PARALLEL = 8
 
 
@@ -61,6 +70,11 @@ def main() -> int:
                                               origin, squid)
                     squid_pids = procs.tree(squid.proc.pid)
                     cpu0, sq0 = procs.cpu_seconds(bridge.pids()), procs.cpu_seconds(squid_pids)
+                    busy0, total0 = machine_ticks()
+                    nginx_pids = procs.tree(origin.proc.pid)
+                    ng0 = procs.cpu_seconds(nginx_pids)
+                    kids = resource.getrusage(resource.RUSAGE_CHILDREN)
+                    cl0 = kids.ru_utime + kids.ru_stime
                     if figure == "keepalive":
                         got = workloads.keepalive(target, 5)
                         value, unit, work = got["rps"], "req/s", got["ok"] / 1000
@@ -72,11 +86,18 @@ def main() -> int:
                         per = "ms per MiB"
                     cpu = procs.cpu_seconds(bridge.pids()) - cpu0
                     sq = procs.cpu_seconds(squid_pids) - sq0
+                    busy1, total1 = machine_ticks()
+                    busy = 100 * (busy1 - busy0) / max(total1 - total0, 1)
+                    ng = procs.cpu_seconds(nginx_pids) - ng0
+                    kids = resource.getrusage(resource.RUSAGE_CHILDREN)
+                    cl = kids.ru_utime + kids.ru_stime - cl0
                 finally:
                     bridge.stop()
                 figures[name].append(value)
                 print(f"round {rnd + 1}: {name:10} {value:9.1f} {unit}  bridge {1000 * cpu / max(work, 1e-9):.2f}, "
-                      f"Squid {1000 * sq / max(work, 1e-9):.2f} {per}  errors {got['errors']}", flush=True)
+                      f"Squid {1000 * sq / max(work, 1e-9):.2f}, nginx {1000 * ng / max(work, 1e-9):.2f}, "
+                      f"clients {1000 * cl / max(work, 1e-9):.2f} {per}  machine busy {busy:.0f}%  errors {got['errors']}",
+                      flush=True)
         direct = statistics.median(figures["direct"])
         for name, values in figures.items():
             med = statistics.median(values)

@@ -545,7 +545,7 @@ async function connectionLog(wd, { bridgePort, origin, squid }) {
     .catch((e) => check("closing the log window destroys it", false, e.message));
   await sleep(1500);
   const closed = treeRss(trayPid());
-  log(`the app's memory (with its WebKit processes): ${withLog.mib} MiB in ${withLog.procs} processes with the log open, ${closed.mib} MiB in ${closed.procs} after closing it`);
+  log(`the app's memory (with its WebKit processes): ${withLog.mib} MiB in ${withLog.procs} processes with the log open, ${closed.mib} MiB in ${closed.procs} after closing it; PSS by program, MiB: ${JSON.stringify(withLog.pssMib)} -> ${JSON.stringify(closed.pssMib)}`);
   check("closing the log window gives its memory back", closed.mib < withLog.mib, `${withLog.mib} -> ${closed.mib} MiB`);
   // The same load with the window closed: the bridge's rate on this machine
   // without it, for scale (bridge, Squid, wrk and the webview share the cores).
@@ -574,18 +574,26 @@ function processTree(root) {
   return tree;
 }
 
-/** RSS of a process and all its descendants. */
+/**
+ * Memory of a process and all its descendants: RSS summed (counts shared
+ * libraries once per process) and PSS (shares them out), each by program.
+ */
 function treeRss(root) {
   const tree = processTree(root);
   let kib = 0;
+  const pss = {};
   for (const pid of tree) {
     try {
       kib += Number(/VmRSS:\s+(\d+)/.exec(fs.readFileSync(`/proc/${pid}/status`, "utf8"))?.[1] ?? 0);
+      const stat = fs.readFileSync(`/proc/${pid}/stat`, "utf8");
+      const name = stat.slice(stat.indexOf("(") + 1, stat.lastIndexOf(")"));
+      const p = Number(/^Pss:\s+(\d+)/m.exec(fs.readFileSync(`/proc/${pid}/smaps_rollup`, "utf8"))?.[1] ?? 0);
+      pss[name] = (pss[name] ?? 0) + Math.round(p / 1024);
     } catch {
       // gone meanwhile
     }
   }
-  return { mib: Math.round(kib / 1024), procs: tree.size };
+  return { mib: Math.round(kib / 1024), procs: tree.size, pssMib: pss };
 }
 
 /** CPU time (utime + stime, clock ticks) of a process and its descendants, by program name. */
@@ -765,6 +773,10 @@ async function main() {
   check("the restarted app restores the corporate settings", proxyDump() === seeded, proxyDump());
   menu = await waitForTray(again.pid);
   check("the restarted app says so once, in the tray", /did not shut down cleanly/.test(statusLine(menu)), statusLine(menu));
+  await sleep(1000);
+  const trayOnly = treeRss(again.pid);
+  const kinds = fs.readFileSync(`/proc/${again.pid}/status`, "utf8").split("\n").filter((l) => /^Rss(Anon|File|Shmem):/.test(l)).map((l) => l.replace(/\s+/g, " ")).join(", ");
+  log(`the app with no window open (tray and bridge only): ${trayOnly.mib} MiB RSS in ${trayOnly.procs} processes (${kinds}); PSS by program, MiB: ${JSON.stringify(trayOnly.pssMib)}`);
 
   // A second launch hands over to the running instance and exits.
   const second = start("app-second", APP, []);

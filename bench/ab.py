@@ -9,7 +9,10 @@ machine; `bench/run` remains the benchmark of record.
 
 Example (the findings in bench/ANALYSIS.md were taken this way):
 
-    python3 bench/ab.py connect1 none 10 new=target/release/gangway
+    python3 bench/ab.py connect1 none 10 new=target/release-cli/gangway
+
+(`cargo build --profile release-cli -p gangway-cli` builds what bench/run
+measures.)
 
 Needs what bench/run installs (nginx, squid, wrk, curl); run bench/run
 --quick once first on a fresh machine.

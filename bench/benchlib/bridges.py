@@ -1,5 +1,5 @@
 """The bridges under test, each started fresh for each figure and stopped
-after it: gangway (release build), Cntlm (Debian, NTLM only), Px (PyPI
+after it: gangway (release-cli build), Cntlm (Debian, NTLM only), Px (PyPI
 px-proxy) and "direct", the no-bridge ceiling where the client talks to
 Squid itself with a precomputed Proxy-Authorization.
 

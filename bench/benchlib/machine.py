@@ -63,7 +63,7 @@ def describe(gangway: Path, px: Path, built: bool) -> dict:
         },
         "versions": {
             "gangway": _first_line([str(gangway), "--version"]) + (
-                f" (release build of commit {commit}"
+                f" (release-cli build of commit {commit}"
                 f"{' with uncommitted changes in crates/' if dirty not in ('', '?') else ''})"
                 if built else f" (binary given with --gangway: {gangway})"),
             "rustc": _first_line(["rustc", "--version"]),

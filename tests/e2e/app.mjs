@@ -508,6 +508,8 @@ async function connectionLog(wd, { bridgePort, origin, squid }) {
   log(`log after the load: ${JSON.stringify(settled)}`);
   // Once the rate has fallen back to zero (it spans 2 s), an idle bridge
   // sends the window nothing: every delivery costs the webview a repaint.
+  // The CPU figure is reported, not asserted; what is asserted is that no
+  // batch ever came without news.
   await sleep(2500);
   const batches = () => wd.exec("return window.__logTiming.batches");
   const idleBatches = await batches();
@@ -516,8 +518,10 @@ async function connectionLog(wd, { bridgePort, origin, squid }) {
   const idleCpu = cpuShare(idleBefore, treeCpu(loadApp), 3);
   const idleAfter = await batches();
   log(`CPU with the window open and no traffic, share of one core: ${JSON.stringify(idleCpu)}; batches in those 3 s: ${idleAfter - idleBatches}`);
-  // One may come when an earlier error leaves "errors in the last minute".
-  check("an idle bridge sends the window no batches", idleAfter - idleBatches <= 1, `${idleAfter - idleBatches} in 3 s`);
+  // Some may come, when earlier errors leave "errors in the last minute";
+  // none may come that tells the window nothing new.
+  const noNews = await wd.exec("return window.__logTiming.noNews");
+  check("the window never got a batch with nothing new in it", noNews === 0, `${noNews} of ${idleAfter}`);
   log(`the window's JavaScript time since it opened: ${JSON.stringify(await wd.exec("const t = window.__logTiming; return { batches: t.batches, events: t.events, feedMs: Math.round(t.feedMs), renders: t.renders, renderMs: Math.round(t.renderMs) }"))}`);
   check("the history is capped at 10,000 rows", settled.kept === 10_000, JSON.stringify(settled));
   check("every event was shown or counted as dropped", settled.kept + settled.evicted + settled.dropped === settled.events - before, JSON.stringify(settled));

@@ -278,12 +278,20 @@ function showDetails(id: number) {
 
 // ---- The feed --------------------------------------------------------------------
 
-/** Time spent on the feed and on rendering, for the load test to report. */
-const timing = { batches: 0, events: 0, feedMs: 0, renders: 0, renderMs: 0 };
+/**
+ * Time spent on the feed and on rendering, for the load test to report;
+ * `noNews` counts batches that told the window nothing (the app should
+ * never send one: each costs a repaint).
+ */
+const timing = { batches: 0, events: 0, feedMs: 0, renders: 0, renderMs: 0, noNews: 0 };
+let lastNews = "";
 (window as unknown as { __logTiming: typeof timing }).__logTiming = timing;
 
 function onBatch(batch: LogBatch) {
   const t0 = performance.now();
+  const news = JSON.stringify([batch.dropped, batch.counters]);
+  if (batch.events.length === 0 && news === lastNews) timing.noNews++;
+  lastNews = news;
   takeBatch(batch);
   timing.batches++;
   timing.events += batch.events.length;

@@ -37,7 +37,9 @@ FIGURES = {"connect1", "connectN", "keepalive"}
 def machine_ticks() -> tuple[int, int]:
     """(busy, total) clock ticks of all CPUs so far, from /proc/stat."""
     with open("/proc/stat") as f:
-        fields = [int(v) for v in f.readline().split()[1:]]
+        # user nice system idle iowait irq softirq steal; guest time is
+        # already inside user and nice.
+        fields = [int(v) for v in f.readline().split()[1:9]]
     idle = fields[3] + fields[4]  # idle + iowait
     return sum(fields) - idle, sum(fields)
 PARALLEL = 8

@@ -514,10 +514,15 @@ async function connectionLog(wd, { bridgePort, origin, squid }) {
   const batches = () => wd.exec("return window.__logTiming.batches");
   const idleBatches = await batches();
   const idleBefore = treeCpu(loadApp);
+  const idleStart = Date.now();
   await sleep(3000);
-  const idleCpu = cpuShare(idleBefore, treeCpu(loadApp), 3);
+  const idleCpu = cpuShare(idleBefore, treeCpu(loadApp), (Date.now() - idleStart) / 1000);
   const idleAfter = await batches();
   log(`CPU with the window open and no traffic, share of one core: ${JSON.stringify(idleCpu)}; batches in those 3 s: ${idleAfter - idleBatches}`);
+  // What the filter lets through is what the window needs: the last change
+  // (the rate falling to zero) did arrive.
+  const header = await wd.exec("return { rate: document.getElementById('rate').textContent, tunnels: document.getElementById('tunnels').textContent }");
+  check("with no traffic the header shows 0.0 requests a second and no open tunnels", header.rate === "0.0" && header.tunnels === "0", JSON.stringify(header));
   // Some may come, when earlier errors leave "errors in the last minute";
   // none may come that tells the window nothing new.
   const noNews = await wd.exec("return window.__logTiming.noNews");
@@ -556,6 +561,7 @@ async function connectionLog(wd, { bridgePort, origin, squid }) {
   const alone = await load(bridgePort, loadOrigin.port, LOAD_REQUESTS, LOAD_CONNECTIONS);
   stop(loadOrigin.child);
   log(`the same load with the log window closed: ${alone.ok} OK, ${alone.failed} failed, ${Math.round(alone.responses / alone.seconds)} req/s`);
+  check(`${LOAD_REQUESTS} requests through the bridge with the window closed, all OK`, alone.ok === LOAD_REQUESTS, JSON.stringify(alone));
 }
 
 /** A process and all its descendants, from /proc. */
@@ -592,15 +598,18 @@ function treeRss(root) {
       const stat = fs.readFileSync(`/proc/${pid}/stat`, "utf8");
       const name = stat.slice(stat.indexOf("(") + 1, stat.lastIndexOf(")"));
       const p = Number(/^Pss:\s+(\d+)/m.exec(fs.readFileSync(`/proc/${pid}/smaps_rollup`, "utf8"))?.[1] ?? 0);
-      pss[name] = (pss[name] ?? 0) + Math.round(p / 1024);
+      // Per process: the settings window and the log window each have a
+      // web process of the same name.
+      pss[`${name} ${pid}`] = p;
     } catch {
       // gone meanwhile
     }
   }
-  return { mib: Math.round(kib / 1024), procs: tree.size, pssMib: pss };
+  const pssMib = Object.fromEntries(Object.entries(pss).map(([k, v]) => [k, Math.round((v / 1024) * 10) / 10]));
+  return { mib: Math.round(kib / 1024), procs: tree.size, pssMib };
 }
 
-/** CPU time (utime + stime, clock ticks) of a process and its descendants, by program name. */
+/** CPU time (utime + stime, clock ticks) of a process and each of its descendants, by program name and pid. */
 function treeCpu(root) {
   const ticks = {};
   for (const pid of processTree(root)) {
@@ -608,7 +617,7 @@ function treeCpu(root) {
       const stat = fs.readFileSync(`/proc/${pid}/stat`, "utf8");
       const name = stat.slice(stat.indexOf("(") + 1, stat.lastIndexOf(")"));
       const f = stat.slice(stat.lastIndexOf(")") + 2).split(" ");
-      ticks[name] = (ticks[name] ?? 0) + Number(f[11]) + Number(f[12]);
+      ticks[`${name} ${pid}`] = Number(f[11]) + Number(f[12]);
     } catch {
       // gone meanwhile
     }

@@ -1,5 +1,6 @@
 // The connection log window. Rows arrive in batches over a Tauri IPC
-// channel (four a second, see src-tauri/src/connection_log.rs); the
+// channel (at most four a second, and only when something changed; see
+// src-tauri/src/connection_log.rs); the
 // history is bounded (RowStore), and only the rows in view are in the DOM,
 // so the window stays responsive at thousands of requests a second.
 import { Channel, invoke } from "@tauri-apps/api/core";

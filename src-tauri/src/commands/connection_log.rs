@@ -38,8 +38,8 @@ impl ExportFormat {
     }
 }
 
-/// Starts the feed: batches of rows and counters on `channel`, about ten
-/// times a second, until the window closes or calls
+/// Starts the feed: batches of rows and counters on `channel`, at most four
+/// times a second and only when something changed, until the window closes or calls
 /// [`unwatch_connection_log`].
 #[tauri::command]
 pub async fn watch_connection_log(

@@ -29,20 +29,26 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
+import bench  # noqa: E402
 from benchlib import bridges, peers, procs, workloads  # noqa: E402
 
 FIGURES = {"connect1", "connectN", "keepalive"}
 
 
-def machine_ticks() -> tuple[int, int]:
-    """(busy, total) clock ticks of all CPUs so far, from /proc/stat."""
+SCALE = bench.SCALES["full"]
+
+
+def cpu_snapshot(bridge_pids: list[int], squid_pids: list[int], nginx_pids: list[int]) -> dict:
+    """CPU seconds so far of the bridge, Squid, nginx and this script's
+    reaped children (the clients), and the machine's busy and total clock
+    ticks (/proc/stat: user nice system idle iowait irq softirq steal;
+    guest time is already inside user and nice)."""
+    kids = resource.getrusage(resource.RUSAGE_CHILDREN)
     with open("/proc/stat") as f:
-        # user nice system idle iowait irq softirq steal; guest time is
-        # already inside user and nice.
-        fields = [int(v) for v in f.readline().split()[1:9]]
-    idle = fields[3] + fields[4]  # idle + iowait
-    return sum(fields) - idle, sum(fields)
-PARALLEL = 8
+        ticks = [int(v) for v in f.readline().split()[1:9]]
+    return {"bridge": procs.cpu_seconds(bridge_pids), "squid": procs.cpu_seconds(squid_pids),
+            "nginx": procs.cpu_seconds(nginx_pids), "clients": kids.ru_utime + kids.ru_stime,
+            "busy": sum(ticks) - ticks[3] - ticks[4], "total": sum(ticks)}
 
 
 def main() -> int:
@@ -73,36 +79,25 @@ def main() -> int:
                 try:
                     target = workloads.Target(bridge.port, bridge.proxy_auth(squid), bridge.pids(),
                                               origin, squid)
-                    squid_pids = procs.tree(squid.proc.pid)
-                    cpu0, sq0 = procs.cpu_seconds(bridge.pids()), procs.cpu_seconds(squid_pids)
-                    busy0, total0 = machine_ticks()
-                    nginx_pids = procs.tree(origin.proc.pid)
-                    ng0 = procs.cpu_seconds(nginx_pids)
-                    kids = resource.getrusage(resource.RUSAGE_CHILDREN)
-                    cl0 = kids.ru_utime + kids.ru_stime
+                    pids = (bridge.pids(), procs.tree(squid.proc.pid), procs.tree(origin.proc.pid))
+                    before = cpu_snapshot(*pids)
+                    got = bench.measure(figure, bridge, target, SCALE)
+                    used = {k: v - before[k] for k, v in cpu_snapshot(*pids).items()}
+                    busy = 100 * used["busy"] / max(used["total"], 1)
                     if figure == "keepalive":
-                        got = workloads.keepalive(target, 5)
                         value, unit, work = got["rps"], "req/s", got["ok"] / 1000
                         per = "ms per 1000 requests"
                     else:
-                        n = 1 if figure == "connect1" else PARALLEL
-                        got = workloads.connect(target, n)
-                        value, unit, work = got["mib_s"], "MiB/s", 64 * n
+                        n = 1 if figure == "connect1" else SCALE["parallel"]
+                        value, unit, work = got["mib_s"], "MiB/s", n * peers.LARGE_SIZE / 2**20
                         per = "ms per MiB"
-                    cpu = procs.cpu_seconds(bridge.pids()) - cpu0
-                    sq = procs.cpu_seconds(squid_pids) - sq0
-                    busy1, total1 = machine_ticks()
-                    busy = 100 * (busy1 - busy0) / max(total1 - total0, 1)
-                    ng = procs.cpu_seconds(nginx_pids) - ng0
-                    kids = resource.getrusage(resource.RUSAGE_CHILDREN)
-                    cl = kids.ru_utime + kids.ru_stime - cl0
                 finally:
                     bridge.stop()
                 figures[name].append(value)
-                print(f"round {rnd + 1}: {name:10} {value:9.1f} {unit}  bridge {1000 * cpu / max(work, 1e-9):.2f}, "
-                      f"Squid {1000 * sq / max(work, 1e-9):.2f}, nginx {1000 * ng / max(work, 1e-9):.2f}, "
-                      f"clients {1000 * cl / max(work, 1e-9):.2f} {per}  machine busy {busy:.0f}%  errors {got['errors']}",
-                      flush=True)
+                costs = ", ".join(f"{label} {1000 * used[key] / max(work, 1e-9):.2f}" for key, label in
+                                  (("bridge", "bridge"), ("squid", "Squid"), ("nginx", "nginx"), ("clients", "clients")))
+                print(f"round {rnd + 1}: {name:10} {value:9.1f} {unit}  {costs} {per}  "
+                      f"machine busy {busy:.0f}%  errors {got['errors']}", flush=True)
         direct = statistics.median(figures["direct"])
         for name, values in figures.items():
             med = statistics.median(values)

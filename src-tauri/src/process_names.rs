@@ -150,7 +150,7 @@ mod platform {
 #[cfg(windows)]
 mod platform {
     use std::collections::HashMap;
-    use std::net::{Ipv6Addr, SocketAddr};
+    use std::net::{IpAddr, Ipv6Addr, SocketAddr};
 
     use windows_sys::Win32::Foundation::{CloseHandle, ERROR_INSUFFICIENT_BUFFER, NO_ERROR};
     use windows_sys::Win32::NetworkManagement::IpHelper::{
@@ -175,8 +175,8 @@ mod platform {
         }
         if let Some(table) = tcp_table(AF_INET6) {
             for row in rows::<MIB_TCP6ROW_OWNER_PID>(&table) {
-                let ip = Ipv6Addr::from(row.ucLocalAddr);
-                let ip = ip.to_ipv4_mapped().map(Into::into).unwrap_or(ip.into());
+                // A v4 client on a dual-stack socket shows as ::ffff:a.b.c.d.
+                let ip = IpAddr::from(Ipv6Addr::from(row.ucLocalAddr)).to_canonical();
                 let local = SocketAddr::new(ip, super::table_port(row.dwLocalPort));
                 if clients.contains(&local) {
                     pids.insert(local, row.dwOwningPid);
@@ -325,9 +325,8 @@ fn parse_tcp_line(line: &str) -> Option<(SocketAddr, u64)> {
                 let word = u32::from_str_radix(ip.get(i * 8..i * 8 + 8)?, 16).ok()?;
                 chunk.copy_from_slice(&word.to_ne_bytes());
             }
-            let v6 = std::net::Ipv6Addr::from(bytes);
             // A v4 client on a dual-stack socket shows as ::ffff:a.b.c.d.
-            v6.to_ipv4_mapped().map(Into::into).unwrap_or(v6.into())
+            std::net::IpAddr::from(std::net::Ipv6Addr::from(bytes)).to_canonical()
         }
         _ => return None,
     };

@@ -298,13 +298,9 @@ function curlVia(bridgePort, args) {
 
 /** The load's origin, a Node process of its own (tests/e2e/load-origin.mjs). */
 async function startLoadOrigin() {
-  const child = spawn(process.execPath, [path.join(HERE, "load-origin.mjs")], { stdio: ["ignore", "pipe", "inherit"] });
-  children.push(child);
-  const port = await new Promise((resolve, reject) => {
-    child.stdout.once("data", (d) => resolve(Number(String(d).trim())));
-    child.once("exit", () => reject(new Error("the load origin exited")));
-    setTimeout(() => reject(new Error("the load origin did not start")), WAIT_MS);
-  });
+  const port = await freePort();
+  const child = start("load-origin", process.execPath, [path.join(HERE, "load-origin.mjs"), String(port)]);
+  await waitFor("the load origin to listen", () => portOpen(port));
   return { port, child };
 }
 
@@ -564,63 +560,62 @@ async function connectionLog(wd, { bridgePort, origin, squid }) {
   check(`${LOAD_REQUESTS} requests through the bridge with the window closed, all OK`, alone.ok === LOAD_REQUESTS, JSON.stringify(alone));
 }
 
-/** A process and all its descendants, from /proc. */
-function processTree(root) {
-  const parent = new Map();
-  for (const pid of fs.readdirSync("/proc").filter((d) => /^\d+$/.test(d))) {
-    try {
-      const stat = fs.readFileSync(`/proc/${pid}/stat`, "utf8");
-      parent.set(Number(pid), Number(stat.slice(stat.lastIndexOf(")") + 2).split(" ")[1]));
-    } catch {
-      // gone meanwhile
-    }
+/** A process's name and the fields after it in /proc/PID/stat (ppid is [1], utime [11], stime [12]); null once it is gone. */
+function procStat(pid) {
+  try {
+    const stat = fs.readFileSync(`/proc/${pid}/stat`, "utf8");
+    return { name: stat.slice(stat.indexOf("(") + 1, stat.lastIndexOf(")")), fields: stat.slice(stat.lastIndexOf(")") + 2).split(" ") };
+  } catch {
+    return null;
   }
-  const tree = new Set([root]);
+}
+
+/** A process and all its descendants, from /proc: pid -> name. */
+function processTree(root) {
+  const stats = new Map();
+  for (const pid of fs.readdirSync("/proc").filter((d) => /^\d+$/.test(d))) {
+    const st = procStat(pid);
+    if (st) stats.set(Number(pid), st);
+  }
+  const tree = new Map([[root, stats.get(root)?.name ?? "?"]]);
   let grew = true;
   while (grew) {
     grew = false;
-    for (const [pid, ppid] of parent) if (tree.has(ppid) && !tree.has(pid)) (tree.add(pid), (grew = true));
+    for (const [pid, st] of stats) {
+      if (tree.has(Number(st.fields[1])) && !tree.has(pid)) (tree.set(pid, st.name), (grew = true));
+    }
   }
   return tree;
 }
 
 /**
  * Memory of a process and all its descendants: RSS summed (counts shared
- * libraries once per process) and PSS (shares them out), each by program.
+ * libraries once per process) and PSS (shares them out), per process: the
+ * settings window and the log window each have a web process of the same
+ * name.
  */
 function treeRss(root) {
   const tree = processTree(root);
   let kib = 0;
-  const pss = {};
-  for (const pid of tree) {
+  const pssMib = {};
+  for (const [pid, name] of tree) {
     try {
       kib += Number(/VmRSS:\s+(\d+)/.exec(fs.readFileSync(`/proc/${pid}/status`, "utf8"))?.[1] ?? 0);
-      const stat = fs.readFileSync(`/proc/${pid}/stat`, "utf8");
-      const name = stat.slice(stat.indexOf("(") + 1, stat.lastIndexOf(")"));
-      const p = Number(/^Pss:\s+(\d+)/m.exec(fs.readFileSync(`/proc/${pid}/smaps_rollup`, "utf8"))?.[1] ?? 0);
-      // Per process: the settings window and the log window each have a
-      // web process of the same name.
-      pss[`${name} ${pid}`] = p;
+      const pss = Number(/^Pss:\s+(\d+)/m.exec(fs.readFileSync(`/proc/${pid}/smaps_rollup`, "utf8"))?.[1] ?? 0);
+      pssMib[`${name} ${pid}`] = Math.round((pss / 1024) * 10) / 10;
     } catch {
       // gone meanwhile
     }
   }
-  const pssMib = Object.fromEntries(Object.entries(pss).map(([k, v]) => [k, Math.round((v / 1024) * 10) / 10]));
   return { mib: Math.round(kib / 1024), procs: tree.size, pssMib };
 }
 
 /** CPU time (utime + stime, clock ticks) of a process and each of its descendants, by program name and pid. */
 function treeCpu(root) {
   const ticks = {};
-  for (const pid of processTree(root)) {
-    try {
-      const stat = fs.readFileSync(`/proc/${pid}/stat`, "utf8");
-      const name = stat.slice(stat.indexOf("(") + 1, stat.lastIndexOf(")"));
-      const f = stat.slice(stat.lastIndexOf(")") + 2).split(" ");
-      ticks[`${name} ${pid}`] = Number(f[11]) + Number(f[12]);
-    } catch {
-      // gone meanwhile
-    }
+  for (const pid of processTree(root).keys()) {
+    const st = procStat(pid);
+    if (st) ticks[`${st.name} ${pid}`] = Number(st.fields[11]) + Number(st.fields[12]);
   }
   return ticks;
 }

@@ -1,6 +1,6 @@
 // The origin for the e2e load, in a process of its own so that it does not
-// share the driver's event loop: answers every GET with "ok", keeps
-// connections alive, and prints its port on stdout once it listens.
+// share the driver's event loop: answers every GET with "ok" and keeps
+// connections alive. Usage: node load-origin.mjs PORT
 import http from "node:http";
 
 const server = http.createServer((req, res) => {
@@ -8,4 +8,4 @@ const server = http.createServer((req, res) => {
   res.end("ok\n");
 });
 server.keepAliveTimeout = 60_000;
-server.listen(0, "127.0.0.1", () => console.log(server.address().port));
+server.listen(Number(process.argv[2]), "127.0.0.1");

@@ -118,10 +118,6 @@ export class RowStore {
   }
 }
 
-export function matches(e: LogEvent, f: Filter): boolean {
-  return rowMatches({ ev: e }, f, f.text.trim().toLowerCase());
-}
-
 function rowMatches(row: Row, f: Filter, text: string): boolean {
   const e = row.ev;
   if (f.errorsOnly && !isError(e)) return false;
